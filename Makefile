@@ -1,0 +1,58 @@
+# Bulwark: `make dev` runs the suite locally, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PROTO_OUT := libs/common/src
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+uv: ## install uv into .tools/ when it is not on PATH
+	@if [ ! -x "$(UV)" ]; then \
+	  echo "uv not found on PATH: installing it into .tools/ with pip"; \
+	  python3 -m venv .tools && .tools/bin/pip install -q uv || { \
+	    echo "error: could not install uv. Install it yourself: https://docs.astral.sh/uv/ (pip install uv)"; exit 1; }; \
+	fi
+
+sync: uv ## create .venv from uv.lock
+	@$(UV) sync --frozen --all-packages --quiet
+
+dev: sync ## run users, auth and api in the foreground (Ctrl-C stops all)
+	@$(UV) run --frozen bulwark-dev
+
+test: sync proto-check ## run every test (unit, integration, e2e)
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: sync ## ruff and mypy
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy libs/common/src services/*/src tools/devstack/src
+
+fmt: sync ## format and fix what ruff can
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+proto: sync ## regenerate the gRPC stubs from proto/
+	@$(UV) run --frozen python -m grpc_tools.protoc -Iproto --python_out=$(PROTO_OUT) \
+	  --pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
+	@echo "generated stubs for: $(PROTOS)"
+
+proto-check: sync ## fail when the committed stubs differ from what proto/ generates
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto --python_out=$$tmp \
+	  --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$(cd $$tmp && find . -type f); do \
+	  cmp -s $$tmp/$$f $(PROTO_OUT)/$$f || { echo "stale gRPC stub: $(PROTO_OUT)/$$f (run: make proto)"; exit 1; }; \
+	done
+
+bench: sync ## benchmarks (login rate vs raw argon2id; api hot path)
+	@$(UV) run --frozen python -m bulwark_devstack.bench
+
+fuzz: sync ## schemathesis over api's OpenAPI against a local stack
+	@$(UV) run --frozen pytest tests/e2e/test_fuzz.py
+
+clean: ## remove the local environment and data
+	rm -rf .venv .tools .data

@@ -1,0 +1,1 @@
+"""Shared plumbing for the Bulwark services. Nothing here knows about a specific service."""

@@ -1,0 +1,128 @@
+"""SQLAlchemy 2 engines and Alembic migrations, the same way for every service.
+
+`DATABASE_URL` selects PostgreSQL (driven by psycopg 3, sync and async); without it each
+service keeps a SQLite file under its data directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+# Stable constraint names, so Alembic migrations are the same on PostgreSQL and SQLite.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def make_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING)
+
+
+def database_url(url: str | None, data_dir: Path, service: str, *, asyncio: bool = False) -> URL:
+    """Normalise the configured URL to the drivers we ship."""
+    if not url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = (data_dir / f"{service}.db").resolve()
+        return make_url(f"sqlite{'+aiosqlite' if asyncio else ''}:///{path}")
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite" if asyncio else "sqlite")
+    raise ValueError(f"unsupported database backend {parsed.get_backend_name()!r}")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def engine_options(url: URL) -> dict[str, Any]:
+    if url.get_backend_name() == "sqlite":
+        return {}
+    # Fail fast when the database is gone instead of hanging a request.
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 10,
+        "pool_timeout": 5,
+        "connect_args": {"connect_timeout": 3},
+    }
+
+
+def create_sync_engine(url: URL) -> Engine:
+    engine = create_engine(url, **engine_options(url))
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+class Database:
+    """An engine and its session factory. `transaction()` commits or rolls back as a whole,
+    so a failed request leaves nothing half-written."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine = create_sync_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    def ping(self) -> None:
+        ping(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(script_location: Path, url: URL) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade(script_location: Path, url: URL) -> None:
+    """Apply every migration: `<svc> migrate` in production, on startup in dev."""
+    command.upgrade(alembic_config(script_location, url), "head")
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py (online mode only)."""
+    from alembic import context
+
+    url = context.config.attributes["url"]
+    engine = create_sync_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=url.get_backend_name() == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

@@ -1,0 +1,45 @@
+"""The Redis keys that make revocation take effect now, shared by auth, users and api.
+
+Two facts, both written by the service that revokes and read by api on every request:
+- `<prefix>revoked:jti:<jti>` exists while a revoked access token could still be valid;
+- `<prefix>revoked:user:<user id>` holds a Unix time: tokens issued at or before it are void
+  (password change, disable, delete, role change). auth writes `iat` with millisecond
+  precision, so a token issued right after a password change is not caught by the marker
+  the change itself wrote.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+# Longer than any access-token lifetime we allow, so a user marker outlives the tokens it voids.
+USER_MARKER_TTL_SECONDS = 24 * 3600
+
+
+def jti_key(prefix: str, jti: str) -> str:
+    return f"{prefix}revoked:jti:{jti}"
+
+
+def user_key(prefix: str, user_id: str) -> str:
+    return f"{prefix}revoked:user:{user_id}"
+
+
+def revoke_jti(client: redis.Redis, prefix: str, jti: str, expires_at: int) -> None:
+    ttl = max(1, int(expires_at - time.time()) + 1)
+    client.set(jti_key(prefix, jti), "1", ex=ttl)
+
+
+def revoke_user_tokens(client: redis.Redis, prefix: str, user_id: str) -> None:
+    client.set(user_key(prefix, user_id), f"{time.time():.3f}", ex=USER_MARKER_TTL_SECONDS)
+
+
+def is_void(revoked_jti: object, revoked_before: object, iat: float) -> bool:
+    """Decide from the two values read back (in one pipelined round trip) by api."""
+    if revoked_jti is not None:
+        return True
+    if revoked_before is None:
+        return False
+    raw = revoked_before.decode() if isinstance(revoked_before, bytes) else str(revoked_before)
+    return iat <= float(raw)

@@ -1,0 +1,3 @@
+from bulwark_api.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The FastAPI application, built by a factory from settings (nothing happens at import)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from bulwark_api import problems
+from bulwark_api.backends import Backends
+from bulwark_api.edge import EdgeMiddleware
+from bulwark_api.routes import health, oauth, users
+from bulwark_api.settings import ApiSettings
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = Backends.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.backends.close()
+
+    app = FastAPI(
+        title="Bulwark API",
+        version="1.0.0",
+        description="The public HTTP edge of Bulwark: identity and the items resource.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(oauth.router)
+    app.include_router(users.router)
+    # Nothing is allowed cross-origin unless API_CORS_ORIGINS lists it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=[
+            "Location",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "Retry-After",
+        ],
+        max_age=600,
+    )
+    # Added last = outermost: its headers and limits apply to every response, errors too.
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        hsts_max_age=settings.hsts_max_age_seconds,
+    )
+    # Liveness probes would flood the traces; readiness stays traced (it crosses services).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
+    return app

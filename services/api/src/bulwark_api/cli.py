@@ -1,0 +1,51 @@
+"""`bulwark-api [serve|migrate]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from bulwark_api import db
+from bulwark_api.app import create_app
+from bulwark_api.settings import ApiSettings
+from bulwark_common.logging import setup_logging
+from bulwark_common.settings import load_settings
+from bulwark_common.telemetry import setup_tracing
+
+PROGRAM = "bulwark-api"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="Bulwark public HTTP edge")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve HTTP (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+
+    settings = load_settings(ApiSettings, PROGRAM)
+    setup_logging("api", settings.log_level)
+    if args.command == "migrate":
+        db.migrate(settings.database_url, settings.data_dir)
+        return
+    setup_tracing("api")
+    if settings.run_migrations_on_startup:
+        db.migrate(settings.database_url, settings.data_dir)
+    logging.getLogger("bulwark.api").info(
+        "listening", extra={"address": f"http://{settings.host}:{settings.port}"}
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep our JSON handler
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is honoured only from API_TRUSTED_PROXIES
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

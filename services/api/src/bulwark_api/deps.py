@@ -1,0 +1,126 @@
+"""Request dependencies, as `Annotated` aliases the routes declare."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from bulwark_api.backends import Backends
+from bulwark_api.problems import Problem
+from bulwark_api.settings import ApiSettings
+from bulwark_api.tokens import Claims, InvalidToken
+
+
+def get_backends(request: Request) -> Backends:
+    backends: Backends = request.app.state.backends
+    return backends
+
+
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+
+def client_ip(request: Request) -> str:
+    """The peer address, or the last untrusted X-Forwarded-For hop when the peer is one of
+    API_TRUSTED_PROXIES (anyone else could write that header)."""
+    settings: ApiSettings = request.app.state.settings
+    peer = request.client.host if request.client else "0.0.0.0"  # noqa: S104
+    trusted = settings.trusted_proxies
+    if not trusted or not _in(peer, settings):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, settings):
+            return hop
+    return peer
+
+
+def _in(addr: str, settings: ApiSettings) -> bool:
+    try:
+        ip = ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in settings.trusted_proxies)
+
+
+ClientIP = Annotated[str, Depends(client_ip)]
+
+
+async def limit_anonymous(
+    request: Request, response: Response, backends: BackendsDep, ip: ClientIP
+) -> None:
+    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{ip}")
+
+
+async def enforce_rate(response: Response, backends: Backends, rate: str, ident: str) -> None:
+    decision = await backends.guard.hit(rate, ident)
+    response.headers.update(decision.headers())
+    if not decision.allowed:
+        raise Problem(429, "rate limit exceeded, retry later", headers=decision.headers())
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token")
+
+
+async def current_claims(
+    request: Request,
+    response: Response,
+    backends: BackendsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Claims:
+    """A verified, unrevoked, within-rate access token, or 401/429."""
+    if credentials is None:
+        raise Problem(401, "a bearer access token is required")
+    try:
+        claims = await backends.verifier.verify(credentials.credentials)
+    except InvalidToken:
+        raise Problem(
+            401,
+            "the access token is invalid or expired",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    result = await backends.guard.check(
+        backends.settings.user_rate,
+        f"user:{claims.sub}",
+        user_id=claims.sub,
+        jti=claims.jti,
+        iat=claims.iat,
+    )
+    if result.revoked:
+        raise Problem(
+            401,
+            "the access token has been revoked",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    response.headers.update(result.rate.headers())
+    if not result.rate.allowed:
+        raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
+    return claims
+
+
+CurrentClaims = Annotated[Claims, Depends(current_claims)]
+
+
+def require_scope(scope: str) -> object:
+    async def check(claims: CurrentClaims) -> Claims:
+        if scope not in claims.scopes:
+            raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)
+        return claims
+
+    return Depends(check)
+
+
+ADMIN_SCOPE = "users:admin"
+
+
+async def admin_claims(claims: CurrentClaims) -> Claims:
+    if not claims.is_admin:
+        raise Problem(403, "administrators only")
+    if ADMIN_SCOPE not in claims.scopes:
+        raise Problem(403, f"the access token lacks the scope {ADMIN_SCOPE}", scope=ADMIN_SCOPE)
+    return claims
+
+
+AdminClaims = Annotated[Claims, Depends(admin_claims)]

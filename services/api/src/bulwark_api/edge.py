@@ -1,0 +1,128 @@
+"""The outermost layer of every response: body-size limit, security headers, and a generic
+500 (with the trace id as correlation id) for anything unhandled. Pure ASGI, so it also
+covers error responses and costs no extra task per request."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bulwark_api.problems import PROBLEM_JSON, trace_id
+
+log = logging.getLogger("bulwark.api")
+
+STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The Swagger UI page loads its script and styles from a CDN and runs inline code.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts_max_age: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.base_headers = [
+            (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-resource-policy", b"same-origin"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = (DOCS_CSP if path == "/docs" else STRICT_CSP).encode()
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = [*self.base_headers, (b"content-security-policy", csp)]
+                # Nothing api answers may be cached by intermediaries or browsers.
+                extra.append((b"cache-control", b"no-store"))
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await self._problem(send_with_headers, 413, "request body too large")
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            if not started:
+                await self._problem(send_with_headers, 413, "request body too large")
+        except Exception:
+            log.exception("unhandled error", extra={"path": path})
+            if not started:
+                await self._problem(
+                    send_with_headers,
+                    500,
+                    "internal error; quote the correlation id when reporting it",
+                    correlation_id=trace_id(),
+                )
+
+    @staticmethod
+    async def _problem(send: Send, status: int, detail: str, **extra: Any) -> None:
+        from http import HTTPStatus
+
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": HTTPStatus(status).phrase,
+                "status": status,
+                "detail": detail,
+                **extra,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,153 @@
+"""OAuth2 token and revocation endpoints (RFC 6749, RFC 7009) and discovery documents.
+Errors here are OAuth2 error objects, not problem details, as the RFCs require."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Depends, Form, Response
+from fastapi.responses import JSONResponse
+
+from bulwark.auth.v1 import auth_pb2
+from bulwark_api.deps import BackendsDep, ClientIP, enforce_rate, limit_anonymous
+from bulwark_api.problems import OAuthError
+from bulwark_api.schemas import Jwks, OAuthErrorOut, ProblemOut, TokenOut
+
+router = APIRouter(tags=["oauth2"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+SCOPES = ["items:read", "items:write", "users:admin"]
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
+    429: {"model": ProblemOut, "description": "Too many requests from this address"},
+    503: {"model": ProblemOut, "description": "auth or users is unavailable"},
+}
+
+Field = Annotated[str | None, Form()]
+
+
+async def _rate_limit_token(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
+    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{ip}")
+
+
+def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return OAuthError("invalid_grant")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        error = exc.details() if exc.details() in ("invalid_scope", "invalid_request") else None
+        return OAuthError(error or "invalid_request")
+    return exc  # type: ignore[no-any-return]  # unavailable → 503 problem
+
+
+@router.post(
+    "/v1/auth/token",
+    response_model=TokenOut,
+    responses=OAUTH_ERRORS,
+    summary="Issue tokens: password grant or refresh-token grant (rotated on every use)",
+    dependencies=[Depends(_rate_limit_token)],
+)
+async def token(
+    backends: BackendsDep,
+    ip: ClientIP,
+    grant_type: Field = None,
+    username: Field = None,
+    password: Field = None,
+    scope: Field = None,
+    refresh_token: Field = None,
+) -> JSONResponse:
+    # Every field is optional in the schema so that a missing one is an OAuth2
+    # invalid_request, not a generic 422.
+    if not grant_type:
+        raise OAuthError("invalid_request", "grant_type is required")
+    try:
+        if grant_type == "password":
+            if not username or not password:
+                raise OAuthError("invalid_request", "username and password are required")
+            reply = await backends.auth.IssueToken(
+                auth_pb2.IssueTokenRequest(
+                    username=username, password=password, scope=scope or "", client_ip=ip
+                )
+            )
+        elif grant_type == "refresh_token":
+            if not refresh_token:
+                raise OAuthError("invalid_request", "refresh_token is required")
+            reply = await backends.auth.RefreshToken(
+                auth_pb2.RefreshTokenRequest(
+                    refresh_token=refresh_token, scope=scope or "", client_ip=ip
+                )
+            )
+        else:
+            raise OAuthError("unsupported_grant_type")
+    except grpc.aio.AioRpcError as exc:
+        raise _oauth_rpc_error(exc) from None
+    body = TokenOut(
+        access_token=reply.access_token,
+        token_type="Bearer",  # noqa: S106
+        expires_in=reply.expires_in,
+        refresh_token=reply.refresh_token,
+        scope=reply.scope,
+    )
+    return JSONResponse(body.model_dump(), headers=NO_STORE)
+
+
+@router.post(
+    "/v1/auth/revoke",
+    summary="Revoke an access or refresh token (RFC 7009); unknown tokens also answer 200",
+    responses={400: OAUTH_ERRORS[400], 503: OAUTH_ERRORS[503]},
+    dependencies=[Depends(_rate_limit_token)],
+)
+async def revoke(
+    backends: BackendsDep,
+    ip: ClientIP,
+    token: Field = None,
+    token_type_hint: Field = None,
+) -> Response:
+    if not token:
+        raise OAuthError("invalid_request", "token is required")
+    try:
+        await backends.auth.RevokeToken(
+            auth_pb2.RevokeTokenRequest(
+                token=token, token_type_hint=token_type_hint or "", client_ip=ip
+            )
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            return Response(status_code=200, headers=NO_STORE)  # nothing to revoke
+        raise
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=Jwks,
+    summary="Public keys that verify access tokens (current and previous)",
+    dependencies=[Depends(limit_anonymous)],
+)
+async def jwks(backends: BackendsDep) -> dict[str, Any]:
+    # Re-read from auth at most every API_JWKS_MIN_REFRESH_SECONDS, so rotations show up.
+    await backends.verifier.refresh(force=not backends.verifier.jwks)
+    return {"keys": backends.verifier.jwks}
+
+
+@router.get(
+    "/.well-known/openid-configuration",
+    summary="Authorization server metadata (RFC 8414 fields)",
+    dependencies=[Depends(limit_anonymous)],
+)
+async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
+    issuer = backends.settings.issuer.rstrip("/")
+    return {
+        "issuer": backends.settings.issuer,
+        "token_endpoint": f"{issuer}/v1/auth/token",
+        "revocation_endpoint": f"{issuer}/v1/auth/revoke",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": SCOPES,
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+    }

@@ -1,0 +1,155 @@
+"""Registration, self-service and admin user management, forwarded to users over gRPC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from bulwark.users.v1 import users_pb2
+from bulwark_api.deps import (
+    AdminClaims,
+    BackendsDep,
+    ClientIP,
+    CurrentClaims,
+    enforce_rate,
+)
+from bulwark_api.problems import Problem, from_rpc
+from bulwark_api.schemas import AdminUserUpdate, MeUpdate, ProblemOut, UserCreate, UserList, UserOut
+
+router = APIRouter(tags=["users"])
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ProblemOut, "content": {"application/problem+json": {}}} for c in codes}
+
+
+def user_out(u: users_pb2.User) -> UserOut:
+    return UserOut(
+        id=u.id,
+        username=u.username,
+        email=u.email,
+        roles=list(u.roles),
+        disabled=u.disabled,
+        created_at=u.created_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+async def _rate_limit_register(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
+    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{ip}")
+
+
+@router.post(
+    "/v1/users",
+    status_code=201,
+    response_model=UserOut,
+    responses=_errors(409, 422, 429, 503),
+    summary="Register an account",
+    dependencies=[Depends(_rate_limit_register)],
+)
+async def register(body: UserCreate, backends: BackendsDep) -> JSONResponse:
+    try:
+        user = await backends.users.CreateUser(
+            users_pb2.CreateUserRequest(
+                username=body.username.lower(), email=str(body.email), password=body.password
+            )
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc(exc) from None
+    return JSONResponse(
+        user_out(user).model_dump(mode="json"),
+        status_code=201,
+        headers={"Location": f"/v1/users/{user.id}"},
+    )
+
+
+@router.get("/v1/users/me", response_model=UserOut, responses=_errors(401, 429, 503))
+async def get_me(claims: CurrentClaims, backends: BackendsDep) -> UserOut:
+    return await _get(backends, claims.sub, missing=401)
+
+
+@router.patch("/v1/users/me", response_model=UserOut, responses=_errors(401, 409, 422, 429, 503))
+async def update_me(
+    body: MeUpdate, claims: CurrentClaims, backends: BackendsDep, ip: ClientIP
+) -> UserOut:
+    if body.password is not None and body.current_password is None:
+        raise Problem(422, "current_password is required to change the password")
+    if body.email is None and body.password is None:
+        raise Problem(422, "nothing to change: give email or password")
+    req = users_pb2.UpdateUserRequest(id=claims.sub, actor_id=claims.sub, client_ip=ip)
+    if body.email is not None:
+        req.email = str(body.email)
+    if body.password is not None:
+        req.password = body.password
+        req.current_password = body.current_password or ""
+    return await _update(backends, req)
+
+
+@router.get("/v1/users", response_model=UserList, responses=_errors(401, 403, 429, 503))
+async def list_users(
+    _: AdminClaims,
+    backends: BackendsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> UserList:
+    reply = await backends.users.ListUsers(users_pb2.ListUsersRequest(limit=limit, offset=offset))
+    return UserList(items=[user_out(u) for u in reply.items], total=reply.total)
+
+
+@router.get(
+    "/v1/users/{user_id}", response_model=UserOut, responses=_errors(401, 403, 404, 429, 503)
+)
+async def get_user(user_id: uuid.UUID, _: AdminClaims, backends: BackendsDep) -> UserOut:
+    return await _get(backends, str(user_id), missing=404)
+
+
+@router.patch(
+    "/v1/users/{user_id}", response_model=UserOut, responses=_errors(401, 403, 404, 422, 429, 503)
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: AdminUserUpdate,
+    claims: AdminClaims,
+    backends: BackendsDep,
+    ip: ClientIP,
+) -> UserOut:
+    req = users_pb2.UpdateUserRequest(id=str(user_id), actor_id=claims.sub, client_ip=ip)
+    if body.roles is not None:
+        req.roles.CopyFrom(users_pb2.RoleList(roles=sorted(set(body.roles))))
+    if body.disabled is not None:
+        req.disabled = body.disabled
+    return await _update(backends, req)
+
+
+@router.delete("/v1/users/{user_id}", status_code=204, responses=_errors(401, 403, 404, 429, 503))
+async def delete_user(
+    user_id: uuid.UUID, claims: AdminClaims, backends: BackendsDep, ip: ClientIP
+) -> Response:
+    try:
+        await backends.users.DeleteUser(
+            users_pb2.DeleteUserRequest(id=str(user_id), actor_id=claims.sub, client_ip=ip)
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc(exc) from None
+    return Response(status_code=204)
+
+
+async def _get(backends: BackendsDep, user_id: str, *, missing: int) -> UserOut:
+    try:
+        return user_out(await backends.users.GetUser(users_pb2.GetUserRequest(id=user_id)))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            # For /me the account vanished under a valid token: the token is worthless.
+            raise Problem(missing, "user not found" if missing == 404 else None) from None
+        raise from_rpc(exc) from None
+
+
+async def _update(backends: BackendsDep, req: users_pb2.UpdateUserRequest) -> UserOut:
+    try:
+        return user_out(await backends.users.UpdateUser(req))
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc(exc) from None

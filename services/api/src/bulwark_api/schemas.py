@@ -1,0 +1,86 @@
+"""The public JSON shapes. Unknown fields are rejected everywhere (extra="forbid")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=12, max_length=128)]
+Role = Literal["user", "admin"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserCreate(Strict):
+    username: Username
+    email: EmailStr
+    password: Password
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    email: str
+    roles: list[str]
+    disabled: bool
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+    total: int
+
+
+class MeUpdate(Strict):
+    email: EmailStr | None = None
+    password: Password | None = None
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class AdminUserUpdate(Strict):
+    roles: Annotated[list[Role], Field(max_length=8)] | None = None
+    disabled: bool | None = None
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str
+    scope: str
+
+
+class OAuthErrorOut(BaseModel):
+    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"]
+    error_description: str | None = None
+
+
+class Jwk(BaseModel):
+    kty: str
+    crv: str
+    x: str
+    y: str
+    kid: str
+    alg: str
+    use: str
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None

@@ -1,0 +1,155 @@
+"""Unit tests of api's local token verification: every forgery is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from bulwark_api.tokens import LEEWAY_SECONDS, InvalidToken, Verifier
+
+ISS, AUD = "https://issuer.test", "bulwark-api"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = "kid-" + uuid.uuid4().hex[:8]
+        jwk = json.loads(ECAlgorithm.to_jwk(self.key.public_key()))
+        self.jwk = {**jwk, "kid": self.kid, "alg": "ES256", "use": "sig"}
+        self.fetches = 0
+
+    async def fetch(self) -> list[dict[str, str]]:
+        self.fetches += 1
+        return [self.jwk]
+
+    def claims(self, **over: Any) -> dict[str, Any]:
+        now = time.time()
+        base = {"iss": ISS, "aud": AUD, "sub": str(uuid.uuid4()), "iat": round(now, 3),
+                "exp": int(now) + 900, "jti": uuid.uuid4().hex, "scope": "items:read",
+                "roles": ["user"]}
+        base.update(over)
+        return base
+
+    def sign(self, claims: dict[str, Any] | None = None, **headers: Any) -> str:
+        hdr = {"kid": self.kid, "typ": "at+jwt", **headers}
+        return jwt.encode(claims or self.claims(), self.key, algorithm="ES256", headers=hdr)
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+def verifier(keys: Keys) -> Verifier:
+    return Verifier(keys.fetch, issuer=ISS, audience=AUD, min_refresh_seconds=60)
+
+
+def verify(keys: Keys, token: str) -> Any:
+    return asyncio.run(verifier(keys).verify(token))
+
+
+def test_valid_token_passes(keys: Keys) -> None:
+    claims = verify(keys, keys.sign())
+    assert claims.scopes == {"items:read"} and claims.roles == {"user"}
+
+
+def test_alg_none_is_refused(keys: Keys) -> None:
+    header = _b64(json.dumps({"alg": "none", "typ": "at+jwt", "kid": keys.kid}).encode())
+    token = f"{header}.{_b64(json.dumps(keys.claims()).encode())}."
+    with pytest.raises(InvalidToken):
+        verify(keys, token)
+
+
+def test_hs256_with_the_public_key_as_secret_is_refused(keys: Keys) -> None:
+    pem = keys.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": keys.kid}).encode())
+    payload = _b64(json.dumps(keys.claims()).encode())
+    sig = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    with pytest.raises(InvalidToken):
+        verify(keys, f"{header}.{payload}.{_b64(sig)}")
+
+
+def test_unknown_kid_is_refused_and_refetch_is_rate_limited(keys: Keys) -> None:
+    v = verifier(keys)
+
+    async def run() -> None:
+        for _ in range(5):
+            with pytest.raises(InvalidToken):
+                await v.verify(keys.sign(kid="forged"))
+
+    asyncio.run(run())
+    assert keys.fetches == 1
+
+
+def test_key_from_another_issuer_is_refused(keys: Keys) -> None:
+    other = Keys()
+    other.kid = keys.kid  # same kid, different key
+    with pytest.raises(InvalidToken):
+        verify(keys, other.sign())
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"iss": "https://evil.test"},
+        {"aud": "someone-else"},
+        {"exp": int(time.time()) - 60},
+        {"nbf": int(time.time()) + 600},
+        {"iat": "yesterday"},
+    ],
+)
+def test_wrong_claims_are_refused(keys: Keys, over: dict[str, Any]) -> None:
+    with pytest.raises(InvalidToken):
+        verify(keys, keys.sign(keys.claims(**over)))
+
+
+def test_missing_required_claim_is_refused(keys: Keys) -> None:
+    claims = keys.claims()
+    del claims["jti"]
+    with pytest.raises(InvalidToken):
+        verify(keys, keys.sign(claims))
+
+
+def test_tampered_payload_is_refused(keys: Keys) -> None:
+    header, _, sig = keys.sign().split(".")
+    forged = _b64(json.dumps(keys.claims(roles=["admin"])).encode())
+    with pytest.raises(InvalidToken):
+        verify(keys, f"{header}.{forged}.{sig}")
+
+
+def test_refresh_tokens_and_id_tokens_are_not_access_tokens(keys: Keys) -> None:
+    with pytest.raises(InvalidToken):
+        verify(keys, keys.sign(typ="JWT"))
+
+
+def test_verified_tokens_are_cached_but_expiry_still_applies(keys: Keys) -> None:
+    v = verifier(keys)
+    # Expired already, but still inside the clock-skew leeway for about one more second.
+    token = keys.sign(keys.claims(exp=int(time.time()) - LEEWAY_SECONDS + 1))
+
+    async def run() -> None:
+        assert (await v.verify(token)).sub
+        assert (await v.verify(token)).sub  # from the cache
+        await asyncio.sleep(2.1)
+        with pytest.raises(InvalidToken):
+            await v.verify(token)
+
+    asyncio.run(run())

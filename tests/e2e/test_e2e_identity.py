@@ -75,7 +75,7 @@ def test_register_conflicts_on_taken_username_and_email(
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("password", "short"),
+        ("password", "Tiny-Pw1"),
         ("password", "x" * 129),
         ("password", "password1234"),  # in the bundled common-password list
         ("username", "ab"),

@@ -40,9 +40,16 @@ class Keys:
 
     def claims(self, **over: Any) -> dict[str, Any]:
         now = time.time()
-        base = {"iss": ISS, "aud": AUD, "sub": str(uuid.uuid4()), "iat": round(now, 3),
-                "exp": int(now) + 900, "jti": uuid.uuid4().hex, "scope": "items:read",
-                "roles": ["user"]}
+        base = {
+            "iss": ISS,
+            "aud": AUD,
+            "sub": str(uuid.uuid4()),
+            "iat": round(now, 3),
+            "exp": int(now) + 900,
+            "jti": uuid.uuid4().hex,
+            "scope": "items:read",
+            "roles": ["user"],
+        }
         base.update(over)
         return base
 

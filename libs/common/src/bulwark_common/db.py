@@ -110,8 +110,9 @@ def upgrade(script_location: Path, url: URL) -> None:
     command.upgrade(alembic_config(script_location, url), "head")
 
 
-def run_alembic_env(target_metadata: MetaData) -> None:
-    """The body of every service's migrations/env.py (online mode only)."""
+def run_alembic_env(target_metadata: MetaData, service: str) -> None:
+    """The body of every service's migrations/env.py (online mode only). Each service keeps
+    its own version table, so even a database shared by mistake never confuses histories."""
     from alembic import context
 
     url = context.config.attributes["url"]
@@ -122,6 +123,7 @@ def run_alembic_env(target_metadata: MetaData) -> None:
             target_metadata=target_metadata,
             render_as_batch=url.get_backend_name() == "sqlite",
             compare_type=True,
+            version_table=f"alembic_version_{service}",
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import (
     aio_client_interceptors,
     client_interceptor,
+    grpcext,
     server_interceptor,
 )
 
@@ -159,9 +160,13 @@ CHANNEL_OPTIONS = [
 
 def channel(target: str, deadline_seconds: float) -> grpc.Channel:
     """A blocking channel: traced, and no call on it can wait forever."""
-    return grpc.intercept_channel(
+    deadline_bound = grpc.intercept_channel(
         grpc.insecure_channel(target, options=CHANNEL_OPTIONS),
         _DeadlineInterceptor(deadline_seconds),
+    )
+    # OTel's client interceptor has its own wrapper type that grpc.intercept_channel rejects.
+    return grpcext.intercept_channel(
+        deadline_bound,
         client_interceptor(),  # type: ignore[no-untyped-call]
     )
 

@@ -14,8 +14,9 @@ import time
 
 import redis
 
-# Longer than any access-token lifetime we allow, so a user marker outlives the tokens it voids.
-USER_MARKER_TTL_SECONDS = 24 * 3600
+# A marker must outlive every token it voids: refresh tokens live up to 30 days (auth also
+# revokes older refresh families in its database when it meets a marker).
+USER_MARKER_TTL_SECONDS = 31 * 24 * 3600
 
 
 def jti_key(prefix: str, jti: str) -> str:

@@ -12,7 +12,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from bulwark_api import problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
-from bulwark_api.routes import health, oauth, users
+from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
 
 
@@ -39,6 +39,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(oauth.router)
     app.include_router(users.router)
+    app.include_router(items.router)
     # Nothing is allowed cross-origin unless API_CORS_ORIGINS lists it.
     app.add_middleware(
         CORSMiddleware,

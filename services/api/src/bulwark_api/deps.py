@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import ip_address
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -103,7 +103,7 @@ async def current_claims(
 CurrentClaims = Annotated[Claims, Depends(current_claims)]
 
 
-def require_scope(scope: str) -> object:
+def require_scope(scope: str) -> Any:
     async def check(claims: CurrentClaims) -> Claims:
         if scope not in claims.scopes:
             raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)

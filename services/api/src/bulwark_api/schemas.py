@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
@@ -84,3 +84,39 @@ class ProblemOut(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+
+
+ItemName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ItemDescription = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class ItemCreate(Strict):
+    name: ItemName
+    description: ItemDescription | None = None
+
+
+class ItemUpdate(Strict):
+    """Partial update: only the fields sent change; name cannot be null."""
+
+    name: ItemName = None  # type: ignore[assignment]
+    description: ItemDescription | None = None
+
+    @model_validator(mode="after")
+    def _name_not_null(self) -> ItemUpdate:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null")
+        return self
+
+
+class ItemOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemList(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None

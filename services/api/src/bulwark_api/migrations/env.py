@@ -1,4 +1,4 @@
 from bulwark_api.db import Base
 from bulwark_common.db import run_alembic_env
 
-run_alembic_env(Base.metadata)
+run_alembic_env(Base.metadata, "api")

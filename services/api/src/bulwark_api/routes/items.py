@@ -1,0 +1,177 @@
+"""The items resource: owned by the caller, visible to its owner and to admins only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import and_, or_, select
+
+from bulwark_api.db import Item
+from bulwark_api.deps import BackendsDep, CurrentClaims, require_scope
+from bulwark_api.problems import Problem
+from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate, ProblemOut
+from bulwark_api.tokens import Claims
+
+router = APIRouter(tags=["items"])
+
+READ = require_scope("items:read")
+WRITE = require_scope("items:write")
+NOT_FOUND = "item not found"
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ProblemOut, "content": {"application/problem+json": {}}} for c in codes}
+
+
+def item_out(item: Item) -> ItemOut:
+    return ItemOut(
+        id=item.id,
+        name=item.name,
+        description=item.description,
+        owner_id=item.owner_id,
+        created_at=_utc(item.created_at),
+        updated_at=_utc(item.updated_at),
+    )
+
+
+def _utc(ts: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _encode_cursor(item: Item) -> str:
+    raw = json.dumps([_utc(item.created_at).isoformat(), item.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, item_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(uuid.UUID(item_id))
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise Problem(422, "cursor: not a cursor this API returned") from None
+
+
+def _visible(claims: Claims, item_id: uuid.UUID) -> Any:
+    """The WHERE clause for one item the caller may see: its own, or any for an admin."""
+    clause = Item.id == str(item_id)
+    return clause if claims.is_admin else and_(clause, Item.owner_id == claims.sub)
+
+
+@router.post(
+    "/v1/items",
+    status_code=201,
+    response_model=ItemOut,
+    responses=_errors(401, 403, 413, 422, 429, 503),
+    dependencies=[WRITE],
+)
+async def create_item(body: ItemCreate, claims: CurrentClaims, backends: BackendsDep) -> Response:
+    now = datetime.now(UTC)
+    item = Item(
+        id=str(uuid.uuid4()),
+        owner_id=claims.sub,
+        name=body.name,
+        description=body.description,
+        created_at=now,
+        updated_at=now,
+    )
+    async with backends.sessions.begin() as session:
+        session.add(item)
+    return JSONResponse(
+        item_out(item).model_dump(mode="json"),
+        status_code=201,
+        headers={"Location": f"/v1/items/{item.id}"},
+    )
+
+
+@router.get(
+    "/v1/items",
+    response_model=ItemList,
+    responses=_errors(401, 403, 422, 429, 503),
+    dependencies=[READ],
+)
+async def list_items(
+    claims: CurrentClaims,
+    backends: BackendsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    owner: Annotated[uuid.UUID | None, Query(description="admins only")] = None,
+    all: Annotated[bool, Query(description="admins only: every owner's items")] = False,
+) -> ItemList:
+    if (owner is not None or all) and not claims.is_admin:
+        raise Problem(403, "owner and all are for administrators only")
+    query = select(Item)
+    if not all:
+        query = query.where(Item.owner_id == (str(owner) if owner else claims.sub))
+    if cursor:
+        created, item_id = _decode_cursor(cursor)
+        # Keyset pagination: rows inserted meanwhile are newer and never shift later pages.
+        query = query.where(
+            or_(Item.created_at < created, and_(Item.created_at == created, Item.id < item_id))
+        )
+    query = query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
+    async with backends.sessions() as session:
+        rows = list((await session.scalars(query)).all())
+    page, more = rows[:limit], len(rows) > limit
+    return ItemList(
+        items=[item_out(i) for i in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get(
+    "/v1/items/{item_id}",
+    response_model=ItemOut,
+    responses=_errors(401, 403, 404, 422, 429, 503),
+    dependencies=[READ],
+)
+async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> ItemOut:
+    async with backends.sessions() as session:
+        item = await session.scalar(select(Item).where(_visible(claims, item_id)))
+    if item is None:
+        raise Problem(404, NOT_FOUND)
+    return item_out(item)
+
+
+@router.patch(
+    "/v1/items/{item_id}",
+    response_model=ItemOut,
+    responses=_errors(401, 403, 404, 413, 422, 429, 503),
+    dependencies=[WRITE],
+)
+async def update_item(
+    item_id: uuid.UUID, body: ItemUpdate, claims: CurrentClaims, backends: BackendsDep
+) -> ItemOut:
+    changes = body.model_dump(exclude_unset=True)
+    async with backends.sessions.begin() as session:
+        item = await session.scalar(select(Item).where(_visible(claims, item_id)).with_for_update())
+        if item is None:
+            raise Problem(404, NOT_FOUND)
+        for field, value in changes.items():
+            setattr(item, field, value)
+        if changes:
+            item.updated_at = datetime.now(UTC)
+    return item_out(item)
+
+
+@router.delete(
+    "/v1/items/{item_id}",
+    status_code=204,
+    responses=_errors(401, 403, 404, 422, 429, 503),
+    dependencies=[WRITE],
+)
+async def delete_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> Response:
+    async with backends.sessions.begin() as session:
+        item = await session.scalar(select(Item).where(_visible(claims, item_id)))
+        if item is None:
+            raise Problem(404, NOT_FOUND)
+        await session.delete(item)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Bulwark auth service."""

@@ -1,0 +1,3 @@
+from bulwark_auth.cli import main
+
+main()

@@ -1,0 +1,4 @@
+from bulwark_auth.models import Base
+from bulwark_common.db import run_alembic_env
+
+run_alembic_env(Base.metadata, "auth")

@@ -1,0 +1,46 @@
+"""auth settings: environment variables with the AUTH_ prefix, built once at startup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from bulwark_common.settings import ServiceSettings, env
+
+DAY = 24 * 3600
+
+
+class AuthSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=1, le=65535)
+    database_url: str | None = Field(
+        None, validation_alias=env("AUTH_DATABASE_URL", "DATABASE_URL")
+    )
+    users_target: str = "127.0.0.1:50052"
+    issuer: str = Field(
+        "http://127.0.0.1:8080", validation_alias=env("AUTH_ISSUER", "BULWARK_ISSUER")
+    )
+    audience: str = Field("bulwark-api", validation_alias=env("AUTH_AUDIENCE", "BULWARK_AUDIENCE"))
+    # Short-lived: revocation of access tokens relies on api's Redis deny-list meanwhile.
+    access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
+    refresh_token_ttl_seconds: int = Field(30 * DAY, ge=60, le=365 * DAY)
+    # None: <data_dir>/auth-keys.
+    signing_key_dir: Path | None = None
+    # Login throttling per account: exponential, capped, never a permanent lockout.
+    backoff_base_seconds: float = Field(1.0, gt=0, le=60)
+    backoff_max_seconds: float = Field(300.0, gt=0, le=3600)
+    backoff_free_failures: int = Field(3, ge=1, le=100)
+    failure_window_seconds: int = Field(900, ge=1, le=DAY)
+    max_workers: int = Field(16, ge=1, le=256)
+
+    @property
+    def key_dir(self) -> Path:
+        return (
+            self.signing_key_dir
+            if self.signing_key_dir is not None
+            else (self.data_dir / "auth-keys")
+        )

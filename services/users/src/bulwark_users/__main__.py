@@ -1,0 +1,3 @@
+from bulwark_users.cli import main
+
+main()

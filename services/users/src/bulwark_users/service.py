@@ -1,0 +1,316 @@
+"""The UsersService gRPC servicer (sync server: argon2 runs in the worker threads).
+
+Revocation and Redis failures: changing a password, disabling, deleting or changing roles
+writes the user's revocation marker twice, once inside the DB transaction just before it
+commits and once after the commit. If Redis is down at the first write, the transaction rolls
+back and the RPC fails UNAVAILABLE with nothing changed, so the caller can simply retry. The
+write after the commit voids tokens issued between the two (a login racing the change); if
+that one fails the RPC also fails UNAVAILABLE although the change is committed: tokens from
+before the change are already void, and we prefer a loud error to a silent gap.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import grpc
+import redis
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from bulwark.users.v1 import users_pb2, users_pb2_grpc
+from bulwark_common import revocation
+from bulwark_common.db import Database
+from bulwark_common.logging import audit
+from bulwark_users.accounts import (
+    Conflict,
+    FieldError,
+    check_password,
+    conflict_field,
+    create_user,
+    normalize_email,
+    normalize_roles,
+    normalize_username,
+    parse_id,
+)
+from bulwark_users.models import User, utcnow
+from bulwark_users.passwords import Passwords
+
+log = logging.getLogger("bulwark.users")
+
+SERVICE_NAME: str = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+Code = grpc.StatusCode
+
+
+class Abort(Exception):
+    """Ends an RPC with this status; raised inside a transaction it also rolls it back."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+R = TypeVar("R")
+Method = Callable[["UsersServicer", Any, grpc.ServicerContext], R]
+
+
+def _rpc(method: Method[R]) -> Method[R]:
+    """Map our exceptions to statuses. Unexpected errors are logged by type only: driver
+    and SQLAlchemy messages can quote bound parameters, password hashes included."""
+
+    @functools.wraps(method)
+    def wrapper(self: UsersServicer, request: Any, context: grpc.ServicerContext) -> R:
+        try:
+            return method(self, request, context)
+        except Abort as exc:
+            code, details = exc.code, exc.details
+        except FieldError as exc:
+            code, details = Code.INVALID_ARGUMENT, str(exc)
+        except Conflict as exc:
+            code, details = Code.ALREADY_EXISTS, str(exc)
+        except redis.RedisError as exc:
+            log.error("redis unavailable in %s: %s", method.__name__, type(exc).__name__)
+            code, details = Code.UNAVAILABLE, "token revocation store unavailable"
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            cause = getattr(exc, "orig", None) or exc
+            log.error("database unavailable in %s: %s", method.__name__, type(cause).__name__)
+            code, details = Code.UNAVAILABLE, "database unavailable"
+        except Exception as exc:
+            # Frames (file, line, source) help debugging and hold no runtime values.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error(
+                "unexpected error in %s: %s",
+                method.__name__,
+                type(exc).__name__,
+                extra={"frames": frames},
+            )
+            code, details = Code.INTERNAL, "internal error"
+        context.abort(code, details)
+        raise AssertionError("context.abort returned")  # it raises; keeps types honest
+
+    return wrapper
+
+
+def to_proto(user: User) -> Any:
+    msg = users_pb2.User(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        roles=sorted(user.roles),
+        disabled=user.disabled,
+    )
+    msg.created_at.FromDatetime(user.created_at)
+    return msg
+
+
+def _or_none(value: str) -> str | None:
+    return value or None
+
+
+class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self, db: Database, passwords: Passwords, redis_client: redis.Redis, redis_prefix: str
+    ) -> None:
+        self._db = db
+        self._passwords = passwords
+        self._redis = redis_client
+        self._prefix = redis_prefix
+
+    def register(self, server: grpc.Server) -> Iterable[str]:
+        users_pb2_grpc.add_UsersServiceServicer_to_server(self, server)
+        return [SERVICE_NAME]
+
+    def _revoke(self, user_id: str) -> None:
+        revocation.revoke_user_tokens(self._redis, self._prefix, user_id)
+
+    @staticmethod
+    def _require_id(raw: str) -> str:
+        # Validate before querying: a malformed id is simply not found.
+        user_id = parse_id(raw)
+        if user_id is None:
+            raise Abort(Code.NOT_FOUND, "user not found")
+        return user_id
+
+    @_rpc
+    def CreateUser(self, request: Any, context: grpc.ServicerContext) -> Any:
+        user = create_user(
+            self._db,
+            self._passwords,
+            username=request.username,
+            email=request.email,
+            password=request.password,
+            roles=request.roles,
+        )
+        # CreateUserRequest carries no actor or client ip; the api edge audits the request.
+        audit("user.created", user_id=user.id, username=user.username, roles=user.roles)
+        return to_proto(user)
+
+    @_rpc
+    def GetUser(self, request: Any, context: grpc.ServicerContext) -> Any:
+        user_id = self._require_id(request.id)
+        with self._db.sessions() as session:
+            user = session.get(User, user_id)
+        if user is None:
+            raise Abort(Code.NOT_FOUND, "user not found")
+        return to_proto(user)
+
+    @_rpc
+    def ListUsers(self, request: Any, context: grpc.ServicerContext) -> Any:
+        limit = request.limit or DEFAULT_LIMIT
+        if not 1 <= limit <= MAX_LIMIT:
+            raise FieldError("limit", f"must be between 1 and {MAX_LIMIT}")
+        if request.offset < 0:
+            raise FieldError("offset", "must not be negative")
+        with self._db.sessions() as session:
+            total = session.scalar(select(func.count()).select_from(User)) or 0
+            users = session.scalars(
+                select(User).order_by(User.created_at, User.id).limit(limit).offset(request.offset)
+            ).all()
+        return users_pb2.ListUsersResponse(items=[to_proto(u) for u in users], total=total)
+
+    @_rpc
+    def UpdateUser(self, request: Any, context: grpc.ServicerContext) -> Any:
+        user_id = self._require_id(request.id)
+        who = {"actor_id": _or_none(request.actor_id), "client_ip": _or_none(request.client_ip)}
+        # What can be checked without the stored row is checked before any lock is taken.
+        new_email = normalize_email(request.email) if request.HasField("email") else None
+        new_roles = normalize_roles(request.roles.roles) if request.HasField("roles") else None
+        self_service = request.HasField("current_password")
+        changed: list[str] = []
+        old_roles: list[str] = []
+        revoke = False
+        try:
+            with self._db.transaction() as session:
+                # Row lock (PostgreSQL): concurrent updates of one user apply one at a time.
+                user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+                if user is None:
+                    raise Abort(Code.NOT_FOUND, "user not found")
+                if self_service and not self._passwords.verify(
+                    user.password_hash, request.current_password
+                ):
+                    audit("user.update_denied", user_id=user_id, reason="current_password", **who)
+                    raise Abort(Code.FAILED_PRECONDITION, "current_password: incorrect")
+                if new_email is not None and new_email != user.email:
+                    taken = session.scalar(
+                        select(User.id).where(User.email == new_email, User.id != user_id)
+                    )
+                    if taken is not None:
+                        raise Conflict("email")
+                    user.email = new_email
+                    changed.append("email")
+                if request.HasField("password"):
+                    check_password(request.password, username=user.username, email=user.email)
+                    user.password_hash = self._passwords.hash(request.password)
+                    changed.append("password")
+                    revoke = True
+                if new_roles is not None and new_roles != sorted(user.roles):
+                    old_roles = sorted(user.roles)
+                    user.roles = new_roles
+                    changed.append("roles")
+                    revoke = True
+                if request.HasField("disabled") and request.disabled != user.disabled:
+                    user.disabled = request.disabled
+                    changed.append("disabled")
+                    revoke = revoke or request.disabled
+                if changed:
+                    user.updated_at = utcnow()
+                    session.flush()  # surface constraint errors before touching Redis
+                if revoke:
+                    self._revoke(user_id)  # Redis down: roll back, change nothing
+        except IntegrityError as exc:
+            raise Conflict(conflict_field(exc) or "email") from None
+        if revoke:
+            self._revoke(user_id)  # after commit: also voids tokens issued meanwhile
+        if changed:
+            audit("user.updated", user_id=user_id, changed=changed, **who)
+        if "password" in changed:
+            event = "user.password_changed" if self_service else "user.password_reset"
+            audit(event, user_id=user_id, **who)
+        if "roles" in changed:
+            audit(
+                "user.roles_changed",
+                user_id=user_id,
+                old_roles=old_roles,
+                new_roles=user.roles,
+                **who,
+            )
+        if "disabled" in changed:
+            audit("user.disabled" if user.disabled else "user.enabled", user_id=user_id, **who)
+        return to_proto(user)
+
+    @_rpc
+    def DeleteUser(self, request: Any, context: grpc.ServicerContext) -> Any:
+        user_id = self._require_id(request.id)
+        with self._db.transaction() as session:
+            user = session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise Abort(Code.NOT_FOUND, "user not found")
+            session.delete(user)
+            session.flush()
+            self._revoke(user_id)
+        self._revoke(user_id)
+        audit(
+            "user.deleted",
+            user_id=user_id,
+            actor_id=_or_none(request.actor_id),
+            client_ip=_or_none(request.client_ip),
+        )
+        return users_pb2.DeleteUserResponse()
+
+    @_rpc
+    def VerifyCredentials(self, request: Any, context: grpc.ServicerContext) -> Any:
+        client_ip = _or_none(request.client_ip)
+        try:
+            username: str | None = normalize_username(request.username)
+        except FieldError:
+            username = None  # cannot exist; still pay for a hash below
+        user = None
+        if username is not None:
+            with self._db.sessions() as session:
+                user = session.scalar(select(User).where(User.username == username))
+        # Exactly one argon2 verification on every path (a dummy one for unknown users), and
+        # one answer for every failure, so neither timing nor reply reveals which it was.
+        ok = self._passwords.verify(user.password_hash if user else None, request.password)
+        if user is None or not ok or user.disabled:
+            reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
+            audit(
+                "login.failure",
+                user_id=user.id if user else None,
+                reason=reason,
+                client_ip=client_ip,
+            )
+            return users_pb2.VerifyCredentialsResponse(ok=False)
+        if self._passwords.needs_rehash(user.password_hash):
+            self._upgrade_hash(user, request.password)
+        audit("login.success", user_id=user.id, client_ip=client_ip)
+        return users_pb2.VerifyCredentialsResponse(ok=True, user=to_proto(user))
+
+    def _upgrade_hash(self, user: User, password: str) -> None:
+        """Re-hash with the current parameters. Conditional on the old hash, so a password
+        change that raced this login is never overwritten; a failure does not fail the login."""
+        new_hash = self._passwords.hash(password)
+        try:
+            with self._db.transaction() as session:
+                session.execute(
+                    update(User)
+                    .where(User.id == user.id, User.password_hash == user.password_hash)
+                    .values(password_hash=new_hash)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("password rehash not stored: %s", type(exc).__name__)
+            return
+        user.password_hash = new_hash

@@ -1,0 +1,31 @@
+"""users settings: environment variables with the USERS_ prefix (USERS_PORT, ...)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from bulwark_common.settings import ServiceSettings, env
+
+# OWASP Password Storage Cheat Sheet: argon2id with at least m=19 MiB, t=2, p=1. We refuse
+# anything weaker per parameter rather than accepting the cheat sheet's memory/time
+# trade-offs, so one rule is easy to audit.
+MIN_TIME_COST = 2
+MIN_MEMORY_COST_KIB = 19 * 1024
+MIN_PARALLELISM = 1
+
+
+class UsersSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="USERS_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(50052, ge=1, le=65535)
+    database_url: str | None = Field(
+        None, validation_alias=env("USERS_DATABASE_URL", "DATABASE_URL")
+    )
+    argon2_time_cost: int = Field(MIN_TIME_COST, ge=MIN_TIME_COST, le=64)
+    # Upper bound keeps a typo from turning every login into an out-of-memory kill.
+    argon2_memory_cost_kib: int = Field(MIN_MEMORY_COST_KIB, ge=MIN_MEMORY_COST_KIB, le=4 << 20)
+    argon2_parallelism: int = Field(MIN_PARALLELISM, ge=MIN_PARALLELISM, le=64)
+    # Each worker may hold one argon2 computation (memory_cost) at a time.
+    max_workers: int = Field(16, ge=1, le=256)

@@ -1,15 +1,13 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IssueTokenRequest(_message.Message):
-    __slots__ = ("client_ip", "password", "scope", "username")
+    __slots__ = ("username", "password", "scope", "client_ip")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -18,31 +16,20 @@ class IssueTokenRequest(_message.Message):
     password: str
     scope: str
     client_ip: str
-    def __init__(
-        self,
-        username: str | None = ...,
-        password: str | None = ...,
-        scope: str | None = ...,
-        client_ip: str | None = ...,
-    ) -> None: ...
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., scope: _Optional[str] = ..., client_ip: _Optional[str] = ...) -> None: ...
 
 class RefreshTokenRequest(_message.Message):
-    __slots__ = ("client_ip", "refresh_token", "scope")
+    __slots__ = ("refresh_token", "scope", "client_ip")
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
     refresh_token: str
     scope: str
     client_ip: str
-    def __init__(
-        self,
-        refresh_token: str | None = ...,
-        scope: str | None = ...,
-        client_ip: str | None = ...,
-    ) -> None: ...
+    def __init__(self, refresh_token: _Optional[str] = ..., scope: _Optional[str] = ..., client_ip: _Optional[str] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
-    __slots__ = ("access_token", "expires_in", "refresh_token", "scope", "token_type")
+    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "scope")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
@@ -53,29 +40,17 @@ class TokenResponse(_message.Message):
     expires_in: int
     refresh_token: str
     scope: str
-    def __init__(
-        self,
-        access_token: str | None = ...,
-        token_type: str | None = ...,
-        expires_in: int | None = ...,
-        refresh_token: str | None = ...,
-        scope: str | None = ...,
-    ) -> None: ...
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class RevokeTokenRequest(_message.Message):
-    __slots__ = ("client_ip", "token", "token_type_hint")
+    __slots__ = ("token", "token_type_hint", "client_ip")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
     token: str
     token_type_hint: str
     client_ip: str
-    def __init__(
-        self,
-        token: str | None = ...,
-        token_type_hint: str | None = ...,
-        client_ip: str | None = ...,
-    ) -> None: ...
+    def __init__(self, token: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., client_ip: _Optional[str] = ...) -> None: ...
 
 class RevokeTokenResponse(_message.Message):
     __slots__ = ()
@@ -86,7 +61,7 @@ class GetJwksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Jwk(_message.Message):
-    __slots__ = ("alg", "crv", "kid", "kty", "use", "x", "y")
+    __slots__ = ("kty", "crv", "x", "y", "kid", "alg", "use")
     KTY_FIELD_NUMBER: _ClassVar[int]
     CRV_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
@@ -101,19 +76,10 @@ class Jwk(_message.Message):
     kid: str
     alg: str
     use: str
-    def __init__(
-        self,
-        kty: str | None = ...,
-        crv: str | None = ...,
-        x: str | None = ...,
-        y: str | None = ...,
-        kid: str | None = ...,
-        alg: str | None = ...,
-        use: str | None = ...,
-    ) -> None: ...
+    def __init__(self, kty: _Optional[str] = ..., crv: _Optional[str] = ..., x: _Optional[str] = ..., y: _Optional[str] = ..., kid: _Optional[str] = ..., alg: _Optional[str] = ..., use: _Optional[str] = ...) -> None: ...
 
 class GetJwksResponse(_message.Message):
     __slots__ = ("keys",)
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[Jwk]
-    def __init__(self, keys: _Iterable[Jwk | _Mapping] | None = ...) -> None: ...
+    def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ...) -> None: ...

@@ -20,7 +20,7 @@ def env(name: str, *fallbacks: str) -> AliasChoices:
 class ServiceSettings(BaseSettings):
     """What every service reads. Subclasses set `env_prefix` and add their own fields."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     environment: Environment = Field("dev", validation_alias=env("BULWARK_ENV"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -8,10 +8,12 @@ from http import HTTPStatus
 from typing import Any
 
 import grpc
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("bulwark.api")
@@ -175,6 +177,33 @@ def install(app: FastAPI) -> None:
                 instance=request.url.path,
             )
         return _internal(request, exc)
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+        # Connection-level failures mean "database down": 503. Anything else is our bug.
+        down = isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
+        )
+        if down or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+            log.warning("database unavailable", extra={"error": type(exc).__name__})
+            return _unavailable(request)
+        return _internal(request, exc)
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            log.warning("redis unavailable", extra={"error": type(exc).__name__})
+            return _unavailable(request)
+        return _internal(request, exc)
+
+
+def _unavailable(request: Request) -> JSONResponse:
+    return problem_response(
+        503,
+        "a backing service is unavailable, retry later",
+        headers={"Retry-After": "1"},
+        instance=request.url.path,
+    )
 
 
 def _internal(request: Request, exc: BaseException) -> JSONResponse:

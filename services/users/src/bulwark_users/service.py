@@ -155,8 +155,14 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
             password=request.password,
             roles=request.roles,
         )
-        # CreateUserRequest carries no actor or client ip; the api edge audits the request.
-        audit("user.created", user_id=user.id, username=user.username, roles=user.roles)
+        audit(
+            "user.created",
+            user_id=user.id,
+            username=user.username,
+            roles=user.roles,
+            actor_id=request.actor_id or user.id,
+            client_ip=request.client_ip,
+        )
         return to_proto(user)
 
     @_rpc

@@ -51,11 +51,14 @@ async def _rate_limit_register(response: Response, backends: BackendsDep, ip: Cl
     summary="Register an account",
     dependencies=[Depends(_rate_limit_register)],
 )
-async def register(body: UserCreate, backends: BackendsDep) -> JSONResponse:
+async def register(body: UserCreate, backends: BackendsDep, ip: ClientIP) -> JSONResponse:
     try:
         user = await backends.users.CreateUser(
             users_pb2.CreateUserRequest(
-                username=body.username.lower(), email=str(body.email), password=body.password
+                username=body.username.lower(),
+                email=str(body.email),
+                password=body.password,
+                client_ip=ip,
             )
         )
     except grpc.aio.AioRpcError as exc:

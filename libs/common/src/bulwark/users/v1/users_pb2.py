@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ulwark/users/v1/users.proto\x12\x10\x62ulwark.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x10ListUsersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"I\n\x11ListUsersResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.bulwark.users.v1.User\x12\r\n\x05total\x18\x02 \x01(\x03\"\x19\n\x08RoleList\x12\r\n\x05roles\x18\x01 \x03(\t\"\x98\x02\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08password\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x04 \x01(\tH\x02\x88\x01\x01\x12.\n\x05roles\x18\x05 \x01(\x0b\x32\x1a.bulwark.users.v1.RoleListH\x03\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12\x10\n\x08\x61\x63tor_id\x18\x07 \x01(\t\x12\x11\n\tclient_ip\x18\x08 \x01(\tB\x08\n\x06_emailB\x0b\n\t_passwordB\x13\n\x11_current_passwordB\x08\n\x06_rolesB\x0b\n\t_disabled\"D\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"Q\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"M\n\x19VerifyCredentialsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12$\n\x04user\x18\x02 \x01(\x0b\x32\x16.bulwark.users.v1.User2\x86\x04\n\x0cUsersService\x12I\n\nCreateUser\x12#.bulwark.users.v1.CreateUserRequest\x1a\x16.bulwark.users.v1.User\x12\x43\n\x07GetUser\x12 .bulwark.users.v1.GetUserRequest\x1a\x16.bulwark.users.v1.User\x12T\n\tListUsers\x12\".bulwark.users.v1.ListUsersRequest\x1a#.bulwark.users.v1.ListUsersResponse\x12I\n\nUpdateUser\x12#.bulwark.users.v1.UpdateUserRequest\x1a\x16.bulwark.users.v1.User\x12W\n\nDeleteUser\x12#.bulwark.users.v1.DeleteUserRequest\x1a$.bulwark.users.v1.DeleteUserResponse\x12l\n\x11VerifyCredentials\x12*.bulwark.users.v1.VerifyCredentialsRequest\x1a+.bulwark.users.v1.VerifyCredentialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62ulwark/users/v1/users.proto\x12\x10\x62ulwark.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x10\n\x08\x61\x63tor_id\x18\x05 \x01(\t\x12\x11\n\tclient_ip\x18\x06 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x10ListUsersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"I\n\x11ListUsersResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.bulwark.users.v1.User\x12\r\n\x05total\x18\x02 \x01(\x03\"\x19\n\x08RoleList\x12\r\n\x05roles\x18\x01 \x03(\t\"\x98\x02\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08password\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x04 \x01(\tH\x02\x88\x01\x01\x12.\n\x05roles\x18\x05 \x01(\x0b\x32\x1a.bulwark.users.v1.RoleListH\x03\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12\x10\n\x08\x61\x63tor_id\x18\x07 \x01(\t\x12\x11\n\tclient_ip\x18\x08 \x01(\tB\x08\n\x06_emailB\x0b\n\t_passwordB\x13\n\x11_current_passwordB\x08\n\x06_rolesB\x0b\n\t_disabled\"D\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"Q\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"M\n\x19VerifyCredentialsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12$\n\x04user\x18\x02 \x01(\x0b\x32\x16.bulwark.users.v1.User2\x86\x04\n\x0cUsersService\x12I\n\nCreateUser\x12#.bulwark.users.v1.CreateUserRequest\x1a\x16.bulwark.users.v1.User\x12\x43\n\x07GetUser\x12 .bulwark.users.v1.GetUserRequest\x1a\x16.bulwark.users.v1.User\x12T\n\tListUsers\x12\".bulwark.users.v1.ListUsersRequest\x1a#.bulwark.users.v1.ListUsersResponse\x12I\n\nUpdateUser\x12#.bulwark.users.v1.UpdateUserRequest\x1a\x16.bulwark.users.v1.User\x12W\n\nDeleteUser\x12#.bulwark.users.v1.DeleteUserRequest\x1a$.bulwark.users.v1.DeleteUserResponse\x12l\n\x11VerifyCredentials\x12*.bulwark.users.v1.VerifyCredentialsRequest\x1a+.bulwark.users.v1.VerifyCredentialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER']._serialized_start=84
   _globals['_USER']._serialized_end=216
   _globals['_CREATEUSERREQUEST']._serialized_start=218
-  _globals['_CREATEUSERREQUEST']._serialized_end=303
-  _globals['_GETUSERREQUEST']._serialized_start=305
-  _globals['_GETUSERREQUEST']._serialized_end=333
-  _globals['_LISTUSERSREQUEST']._serialized_start=335
-  _globals['_LISTUSERSREQUEST']._serialized_end=384
-  _globals['_LISTUSERSRESPONSE']._serialized_start=386
-  _globals['_LISTUSERSRESPONSE']._serialized_end=459
-  _globals['_ROLELIST']._serialized_start=461
-  _globals['_ROLELIST']._serialized_end=486
-  _globals['_UPDATEUSERREQUEST']._serialized_start=489
-  _globals['_UPDATEUSERREQUEST']._serialized_end=769
-  _globals['_DELETEUSERREQUEST']._serialized_start=771
-  _globals['_DELETEUSERREQUEST']._serialized_end=839
-  _globals['_DELETEUSERRESPONSE']._serialized_start=841
-  _globals['_DELETEUSERRESPONSE']._serialized_end=861
-  _globals['_VERIFYCREDENTIALSREQUEST']._serialized_start=863
-  _globals['_VERIFYCREDENTIALSREQUEST']._serialized_end=944
-  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_start=946
-  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=1023
-  _globals['_USERSSERVICE']._serialized_start=1026
-  _globals['_USERSSERVICE']._serialized_end=1544
+  _globals['_CREATEUSERREQUEST']._serialized_end=340
+  _globals['_GETUSERREQUEST']._serialized_start=342
+  _globals['_GETUSERREQUEST']._serialized_end=370
+  _globals['_LISTUSERSREQUEST']._serialized_start=372
+  _globals['_LISTUSERSREQUEST']._serialized_end=421
+  _globals['_LISTUSERSRESPONSE']._serialized_start=423
+  _globals['_LISTUSERSRESPONSE']._serialized_end=496
+  _globals['_ROLELIST']._serialized_start=498
+  _globals['_ROLELIST']._serialized_end=523
+  _globals['_UPDATEUSERREQUEST']._serialized_start=526
+  _globals['_UPDATEUSERREQUEST']._serialized_end=806
+  _globals['_DELETEUSERREQUEST']._serialized_start=808
+  _globals['_DELETEUSERREQUEST']._serialized_end=876
+  _globals['_DELETEUSERRESPONSE']._serialized_start=878
+  _globals['_DELETEUSERRESPONSE']._serialized_end=898
+  _globals['_VERIFYCREDENTIALSREQUEST']._serialized_start=900
+  _globals['_VERIFYCREDENTIALSREQUEST']._serialized_end=981
+  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_start=983
+  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=1060
+  _globals['_USERSSERVICE']._serialized_start=1063
+  _globals['_USERSSERVICE']._serialized_end=1581
 # @@protoc_insertion_point(module_scope)

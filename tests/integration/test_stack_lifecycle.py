@@ -4,6 +4,7 @@ real, and a request's trace crosses all three services. Local only: these stop p
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bulwark_devstack.infra import venv_script
 from bulwark_devstack.stack import Stack
 
 
@@ -32,6 +34,17 @@ def _wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
 def test_grpc_health_reports_serving(stack: Stack) -> None:
     assert stack.grpc_serving("users")
     assert stack.grpc_serving("auth")
+    for svc, name in (
+        ("users", "bulwark.users.v1.UsersService"),
+        ("auth", "bulwark.auth.v1.AuthService"),
+    ):
+        probe = subprocess.run(
+            [venv_script("bulwark-grpc-health"), f"127.0.0.1:{stack.config.port(svc)}", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert probe.returncode == 0 and probe.stdout.strip().endswith("SERVING"), probe.stdout
 
 
 def test_readyz_turns_503_naming_users_then_recovers(stack: Stack) -> None:

@@ -27,7 +27,8 @@ class AuthSettings(ServiceSettings):
     audience: str = Field("bulwark-api", validation_alias=env("AUTH_AUDIENCE", "BULWARK_AUDIENCE"))
     # Short-lived: revocation of access tokens relies on api's Redis deny-list meanwhile.
     access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
-    refresh_token_ttl_seconds: int = Field(30 * DAY, ge=60, le=365 * DAY)
+    # At most 30 days: the per-user revocation marker in Redis lives 31 (revocation.py).
+    refresh_token_ttl_seconds: int = Field(30 * DAY, ge=60, le=30 * DAY)
     # None: <data_dir>/auth-keys.
     signing_key_dir: Path | None = None
     # Login throttling per account: exponential, capped, never a permanent lockout.

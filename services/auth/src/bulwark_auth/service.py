@@ -7,21 +7,17 @@ INTERNAL with a generic message: a caller never sees UNKNOWN or a stack trace.""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, cast
 
 import grpc
 import jwt
 import redis
 from sqlalchemy import CursorResult, exists, select, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, aliased
 
 from bulwark.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -43,6 +39,7 @@ from bulwark_auth.tokens import (
 from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
+from bulwark_common.rpc import Abort, rpc_errors
 
 log = logging.getLogger("bulwark.auth")
 
@@ -54,23 +51,16 @@ MAX_USERNAME_LENGTH = 256
 MAX_PASSWORD_LENGTH = 4096
 
 
-class RpcFailure(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+def invalid_grant() -> Abort:
+    return Abort(grpc.StatusCode.UNAUTHENTICATED, "invalid_grant")
 
 
-def invalid_grant() -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "invalid_grant")
+def invalid_request() -> Abort:
+    return Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid_request")
 
 
-def invalid_request() -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "invalid_request")
-
-
-def invalid_scope() -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "invalid_scope")
+def invalid_scope() -> Abort:
+    return Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid_scope")
 
 
 class UsersUnavailable(Exception):
@@ -117,37 +107,19 @@ def _code_name(exc: grpc.RpcError) -> str:
     return code.name if code is not None else "unknown"
 
 
-R = TypeVar("R")
-Handler = Callable[["AuthServicer", Any, grpc.ServicerContext], R]
+def _users_unavailable(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    log.warning("users unavailable", extra={"code": str(exc)})
+    return grpc.StatusCode.UNAVAILABLE, "temporarily_unavailable"
 
 
-def _rpc(method: Handler[R]) -> Handler[R]:
-    """Turn outcomes into statuses in one place (context.abort raises, so it stays out of
-    the business logic)."""
-
-    @functools.wraps(method)
-    def wrapper(self: AuthServicer, request: Any, context: grpc.ServicerContext) -> R:
-        name = method.__name__
-        try:
-            return method(self, request, context)
-        except RpcFailure as failure:
-            code, message = failure.code, failure.message
-        except UsersUnavailable as exc:
-            log.warning("users unavailable", extra={"rpc": name, "code": str(exc)})
-            code, message = grpc.StatusCode.UNAVAILABLE, "temporarily_unavailable"
-        except redis.RedisError as exc:
-            log.warning("redis unavailable", extra={"rpc": name, "error": type(exc).__name__})
-            code, message = grpc.StatusCode.UNAVAILABLE, "temporarily_unavailable"
-        except (OperationalError, PoolTimeoutError) as exc:
-            log.warning("database unavailable", extra={"rpc": name, "error": type(exc).__name__})
-            code, message = grpc.StatusCode.UNAVAILABLE, "temporarily_unavailable"
-        except Exception:
-            log.exception("unexpected error", extra={"rpc": name})
-            code, message = grpc.StatusCode.INTERNAL, "server_error"
-        context.abort(code, message)
-        raise AssertionError("context.abort returned")  # it always raises
-
-    return wrapper
+# Statuses carry the OAuth2 error code as their message (see auth.proto).
+_rpc = rpc_errors(
+    log,
+    mapping={UsersUnavailable: _users_unavailable},
+    redis_details="temporarily_unavailable",
+    database_details="temporarily_unavailable",
+    internal_details="server_error",
+)
 
 
 @dataclass(frozen=True)

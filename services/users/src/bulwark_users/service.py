@@ -11,27 +11,20 @@ before the change are already void, and we prefer a loud error to a silent gap.
 
 from __future__ import annotations
 
-import functools
 import logging
-import traceback
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 import redis
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import (
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
 from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
+from bulwark_common.rpc import Abort, rpc_errors
 from bulwark_users.accounts import (
     Conflict,
     FieldError,
@@ -55,54 +48,16 @@ MAX_LIMIT = 100
 Code = grpc.StatusCode
 
 
-class Abort(Exception):
-    """Ends an RPC with this status; raised inside a transaction it also rolls it back."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
-R = TypeVar("R")
-Method = Callable[["UsersServicer", Any, grpc.ServicerContext], R]
-
-
-def _rpc(method: Method[R]) -> Method[R]:
-    """Map our exceptions to statuses. Unexpected errors are logged by type only: driver
-    and SQLAlchemy messages can quote bound parameters, password hashes included."""
-
-    @functools.wraps(method)
-    def wrapper(self: UsersServicer, request: Any, context: grpc.ServicerContext) -> R:
-        try:
-            return method(self, request, context)
-        except Abort as exc:
-            code, details = exc.code, exc.details
-        except FieldError as exc:
-            code, details = Code.INVALID_ARGUMENT, str(exc)
-        except Conflict as exc:
-            code, details = Code.ALREADY_EXISTS, str(exc)
-        except redis.RedisError as exc:
-            log.error("redis unavailable in %s: %s", method.__name__, type(exc).__name__)
-            code, details = Code.UNAVAILABLE, "token revocation store unavailable"
-        except (OperationalError, InterfaceError, PoolTimeout) as exc:
-            cause = getattr(exc, "orig", None) or exc
-            log.error("database unavailable in %s: %s", method.__name__, type(cause).__name__)
-            code, details = Code.UNAVAILABLE, "database unavailable"
-        except Exception as exc:
-            # Frames (file, line, source) help debugging and hold no runtime values.
-            frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error(
-                "unexpected error in %s: %s",
-                method.__name__,
-                type(exc).__name__,
-                extra={"frames": frames},
-            )
-            code, details = Code.INTERNAL, "internal error"
-        context.abort(code, details)
-        raise AssertionError("context.abort returned")  # it raises; keeps types honest
-
-    return wrapper
+_rpc = rpc_errors(
+    log,
+    mapping={
+        FieldError: lambda exc: (Code.INVALID_ARGUMENT, str(exc)),
+        Conflict: lambda exc: (Code.ALREADY_EXISTS, str(exc)),
+    },
+    redis_details="token revocation store unavailable",
+    database_details="database unavailable",
+    internal_details="internal error",
+)
 
 
 def to_proto(user: User) -> Any:

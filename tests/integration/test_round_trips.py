@@ -1,0 +1,71 @@
+"""A protected read costs api one Redis round trip (revocation + rate limit, pipelined) and
+no call to auth. Counted on the wire: every send to Redis, every RPC to auth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from redis.asyncio.connection import Connection
+
+from bulwark_api.app import create_app
+from bulwark_api.settings import ApiSettings
+from bulwark_devstack.stack import Stack
+from bulwark_devstack.testkit import bearer, strong_password, unique_name
+
+
+def test_protected_read_is_one_redis_round_trip(
+    stack_factory: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = stack_factory()
+    cfg = stack.config
+    env = cfg.environment("api")
+    settings = ApiSettings(
+        redis_url=cfg.redis_url,
+        redis_prefix=cfg.redis_prefix,
+        database_url=cfg.database_urls["api"],
+        auth_target=env["API_AUTH_TARGET"],
+        users_target=env["API_USERS_TARGET"],
+        issuer=cfg.api_url,  # tokens come from the stack's auth, issued for this issuer
+    )
+    name, password = unique_name(), strong_password()
+    httpx.post(
+        f"{cfg.api_url}/v1/users",
+        json={"username": name, "email": f"{name}@example.com", "password": password},
+    ).raise_for_status()
+    token = httpx.post(
+        f"{cfg.api_url}/v1/auth/token",
+        data={"grant_type": "password", "username": name, "password": password},
+    ).json()["access_token"]
+
+    sends: list[int] = []
+    original = Connection.send_packed_command
+
+    async def counting(self: Connection, command: Any, check_health: bool = True) -> None:
+        sends.append(1)
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/v1/items", json={"name": "x"}, headers=bearer(token))
+        assert created.status_code == 201, created.text
+        url = created.headers["location"]
+        client.get(url, headers=bearer(token))  # warm: JWKS fetched, token verified once
+        auth_calls: list[str] = []
+        backends = client.app.state.backends  # type: ignore[attr-defined]
+        real_jwks = backends.auth.GetJwks
+
+        def spy(*a: Any, **kw: Any) -> Any:
+            auth_calls.append("GetJwks")
+            return real_jwks(*a, **kw)
+
+        backends.auth.GetJwks = spy
+        sends.clear()
+        for _ in range(5):
+            assert client.get(url, headers=bearer(token)).status_code == 200
+    assert len(sends) == 5, f"{len(sends)} Redis round trips for 5 reads"
+    assert auth_calls == []

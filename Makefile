@@ -52,7 +52,7 @@ bench: sync ## benchmarks (login rate vs raw argon2id; api hot path)
 	@$(UV) run --frozen python -m bulwark_devstack.bench
 
 fuzz: sync ## schemathesis over api's OpenAPI against a local stack
-	@$(UV) run --frozen pytest tests/e2e/test_fuzz.py
+	@$(UV) run --frozen pytest tests/e2e/test_e2e_fuzz.py
 
 clean: ## remove the local environment and data
 	rm -rf .venv .tools .data

@@ -16,9 +16,24 @@ from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bulwark_api.schemas import ProblemOut
+
 log = logging.getLogger("bulwark.api")
 
 PROBLEM_JSON = "application/problem+json"
+# Endpoints whose errors are RFC 6749 error objects rather than problem details.
+OAUTH_PATHS = frozenset({"/v1/auth/token", "/v1/auth/revoke"})
+# A `responses=` entry for a problem-details answer: `model` registers ProblemOut in the
+# document's components, the content entry says what is really sent (problem+json).
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "model": ProblemOut,
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for routes that may answer these statuses with problem details."""
+    return {code: PROBLEM_RESPONSE for code in codes}
 
 
 class Problem(Exception):
@@ -136,6 +151,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and request.url.path in OAUTH_PATHS:
+            # An unparseable form on the token/revoke endpoints is still an OAuth2 error.
+            return await _oauth(request, OAuthError("invalid_request", "malformed request body"))
         return problem_response(
             exc.status_code,
             str(exc.detail)

@@ -15,8 +15,8 @@ from sqlalchemy import and_, or_, select
 
 from bulwark_api.db import Item
 from bulwark_api.deps import BackendsDep, CurrentClaims, require_scope
-from bulwark_api.problems import Problem
-from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate, ProblemOut
+from bulwark_api.problems import Problem, problem_responses
+from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate
 from bulwark_api.tokens import Claims
 
 router = APIRouter(tags=["items"])
@@ -24,10 +24,6 @@ router = APIRouter(tags=["items"])
 READ = require_scope("items:read")
 WRITE = require_scope("items:write")
 NOT_FOUND = "item not found"
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ProblemOut, "content": {"application/problem+json": {}}} for c in codes}
 
 
 def item_out(item: Item) -> ItemOut:
@@ -70,7 +66,7 @@ def _visible(claims: Claims, item_id: uuid.UUID) -> Any:
     "/v1/items",
     status_code=201,
     response_model=ItemOut,
-    responses=_errors(401, 403, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
     dependencies=[WRITE],
 )
 async def create_item(body: ItemCreate, claims: CurrentClaims, backends: BackendsDep) -> Response:
@@ -95,7 +91,7 @@ async def create_item(body: ItemCreate, claims: CurrentClaims, backends: Backend
 @router.get(
     "/v1/items",
     response_model=ItemList,
-    responses=_errors(401, 403, 422, 429, 503),
+    responses=problem_responses(401, 403, 422, 429, 503),
     dependencies=[READ],
 )
 async def list_items(
@@ -130,7 +126,7 @@ async def list_items(
 @router.get(
     "/v1/items/{item_id}",
     response_model=ItemOut,
-    responses=_errors(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
     dependencies=[READ],
 )
 async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> ItemOut:
@@ -144,7 +140,7 @@ async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: Backends
 @router.patch(
     "/v1/items/{item_id}",
     response_model=ItemOut,
-    responses=_errors(401, 403, 404, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 503),
     dependencies=[WRITE],
 )
 async def update_item(
@@ -165,7 +161,7 @@ async def update_item(
 @router.delete(
     "/v1/items/{item_id}",
     status_code=204,
-    responses=_errors(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
     dependencies=[WRITE],
 )
 async def delete_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> Response:

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from bulwark.auth.v1 import auth_pb2
 from bulwark_api.deps import BackendsDep, ClientIP, enforce_rate, limit_anonymous
-from bulwark_api.problems import OAuthError
-from bulwark_api.schemas import Jwks, OAuthErrorOut, ProblemOut, TokenOut
+from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
+from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut
 
 router = APIRouter(tags=["oauth2"])
 
@@ -20,8 +20,10 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 SCOPES = ["items:read", "items:write", "users:admin"]
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
-    429: {"model": ProblemOut, "description": "Too many requests from this address"},
-    503: {"model": ProblemOut, "description": "auth or users is unavailable"},
+    429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
+    503: {**PROBLEM_RESPONSE, "description": "auth or users is unavailable"},
+    413: {**PROBLEM_RESPONSE, "description": "Request body too large"},
+    422: PROBLEM_RESPONSE,
 }
 
 Field = Annotated[str | None, Form()]
@@ -95,7 +97,9 @@ async def token(
 @router.post(
     "/v1/auth/revoke",
     summary="Revoke an access or refresh token (RFC 7009); unknown tokens also answer 200",
-    responses={400: OAUTH_ERRORS[400], 503: OAUTH_ERRORS[503]},
+    # An empty 200 (RFC 7009 2.2): no body, so no JSON content type either.
+    response_class=Response,
+    responses={200: {"description": "Revoked, or nothing to revoke"}, **OAUTH_ERRORS},
     dependencies=[Depends(_rate_limit_token)],
 )
 async def revoke(
@@ -122,6 +126,7 @@ async def revoke(
 @router.get(
     "/.well-known/jwks.json",
     response_model=Jwks,
+    responses=problem_responses(429, 503),
     summary="Public keys that verify access tokens (current and previous)",
     dependencies=[Depends(limit_anonymous)],
 )
@@ -133,6 +138,7 @@ async def jwks(backends: BackendsDep) -> dict[str, Any]:
 
 @router.get(
     "/.well-known/openid-configuration",
+    responses=problem_responses(429),
     summary="Authorization server metadata (RFC 8414 fields)",
     dependencies=[Depends(limit_anonymous)],
 )

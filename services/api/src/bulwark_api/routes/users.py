@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
 import grpc
 from fastapi import APIRouter, Depends, Query, Response
@@ -18,14 +18,10 @@ from bulwark_api.deps import (
     CurrentClaims,
     enforce_rate,
 )
-from bulwark_api.problems import Problem, from_rpc
-from bulwark_api.schemas import AdminUserUpdate, MeUpdate, ProblemOut, UserCreate, UserList, UserOut
+from bulwark_api.problems import Problem, from_rpc, problem_responses
+from bulwark_api.schemas import AdminUserUpdate, MeUpdate, UserCreate, UserList, UserOut
 
 router = APIRouter(tags=["users"])
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ProblemOut, "content": {"application/problem+json": {}}} for c in codes}
 
 
 def user_out(u: users_pb2.User) -> UserOut:
@@ -47,7 +43,7 @@ async def _rate_limit_register(response: Response, backends: BackendsDep, ip: Cl
     "/v1/users",
     status_code=201,
     response_model=UserOut,
-    responses=_errors(409, 422, 429, 503),
+    responses=problem_responses(400, 409, 413, 422, 429, 503),
     summary="Register an account",
     dependencies=[Depends(_rate_limit_register)],
 )
@@ -70,12 +66,16 @@ async def register(body: UserCreate, backends: BackendsDep, ip: ClientIP) -> JSO
     )
 
 
-@router.get("/v1/users/me", response_model=UserOut, responses=_errors(401, 429, 503))
+@router.get("/v1/users/me", response_model=UserOut, responses=problem_responses(401, 429, 503))
 async def get_me(claims: CurrentClaims, backends: BackendsDep) -> UserOut:
     return await _get(backends, claims.sub, missing=401)
 
 
-@router.patch("/v1/users/me", response_model=UserOut, responses=_errors(401, 409, 422, 429, 503))
+@router.patch(
+    "/v1/users/me",
+    response_model=UserOut,
+    responses=problem_responses(400, 401, 409, 413, 422, 429, 503),
+)
 async def update_me(
     body: MeUpdate, claims: CurrentClaims, backends: BackendsDep, ip: ClientIP
 ) -> UserOut:
@@ -92,7 +92,9 @@ async def update_me(
     return await _update(backends, req)
 
 
-@router.get("/v1/users", response_model=UserList, responses=_errors(401, 403, 429, 503))
+@router.get(
+    "/v1/users", response_model=UserList, responses=problem_responses(401, 403, 422, 429, 503)
+)
 async def list_users(
     _: AdminClaims,
     backends: BackendsDep,
@@ -104,14 +106,18 @@ async def list_users(
 
 
 @router.get(
-    "/v1/users/{user_id}", response_model=UserOut, responses=_errors(401, 403, 404, 429, 503)
+    "/v1/users/{user_id}",
+    response_model=UserOut,
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_user(user_id: uuid.UUID, _: AdminClaims, backends: BackendsDep) -> UserOut:
     return await _get(backends, str(user_id), missing=404)
 
 
 @router.patch(
-    "/v1/users/{user_id}", response_model=UserOut, responses=_errors(401, 403, 404, 422, 429, 503)
+    "/v1/users/{user_id}",
+    response_model=UserOut,
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 503),
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -128,7 +134,11 @@ async def update_user(
     return await _update(backends, req)
 
 
-@router.delete("/v1/users/{user_id}", status_code=204, responses=_errors(401, 403, 404, 429, 503))
+@router.delete(
+    "/v1/users/{user_id}",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+)
 async def delete_user(
     user_id: uuid.UUID, claims: AdminClaims, backends: BackendsDep, ip: ClientIP
 ) -> Response:

@@ -34,6 +34,7 @@ class Backends:
     users: users_pb2_grpc.UsersServiceStub
     redis: aioredis.Redis
     engine: AsyncEngine
+    reader: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     guard: Guard
@@ -62,6 +63,7 @@ class Backends:
             users=users_pb2_grpc.UsersServiceStub(users_channel),
             redis=redis,
             engine=engine,
+            reader=db.reader(engine),
             sessions=db.sessions(engine),
             verifier=Verifier(
                 fetch_jwks,

@@ -14,7 +14,8 @@ from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
 
 
-def get_backends(request: Request) -> Backends:
+# async: a plain def would be run in the thread pool, a costly hop on every request.
+async def get_backends(request: Request) -> Backends:
     backends: Backends = request.app.state.backends
     return backends
 
@@ -22,7 +23,7 @@ def get_backends(request: Request) -> Backends:
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     """The peer address, or the last untrusted X-Forwarded-For hop when the peer is one of
     API_TRUSTED_PROXIES (anyone else could write that header)."""
     settings: ApiSettings = request.app.state.settings

@@ -1,0 +1,3 @@
+from bulwark_devstack.bench.run import main
+
+main()

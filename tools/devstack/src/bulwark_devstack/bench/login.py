@@ -1,0 +1,182 @@
+"""Login benchmark: password-grant logins/s through api against the raw argon2id verify rate
+at the users service's parameters, at the same concurrency, on the same machine.
+
+argon2id is deliberately the expensive part of a login; everything else (api, the gRPC hops
+to auth and users, the backoff bookkeeping in Redis, the refresh-token INSERT, signing the
+ES256 token) should cost little next to it, so the ratio login/raw should stay near 1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from bulwark_devstack.bench.loadgen import LoadResult, read_response, summarize
+from bulwark_devstack.testkit import strong_password, unique_name
+from bulwark_users.passwords import Passwords
+from bulwark_users.settings import UsersSettings
+
+TARGET_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    time_cost: int
+    memory_cost_kib: int
+    parallelism: int
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    concurrency: int
+    users: int
+    argon2: Argon2Params
+    raw_verify: LoadResult
+    login: LoadResult
+
+    @property
+    def ratio(self) -> float:
+        return self.login.requests_per_s / self.raw_verify.requests_per_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "users": self.users,
+            "argon2": asdict(self.argon2),
+            "raw_verify": self.raw_verify.as_dict(),
+            "login": self.login.as_dict(),
+            "ratio": self.ratio,
+            "target_ratio": TARGET_RATIO,
+        }
+
+
+def users_argon2_defaults() -> Argon2Params:
+    """The parameters the users service runs with when USERS_ARGON2_* are unset (the bench
+    stack never sets them), read from its settings so a change there moves the baseline."""
+    fields = UsersSettings.model_fields
+    return Argon2Params(
+        time_cost=int(fields["argon2_time_cost"].default),
+        memory_cost_kib=int(fields["argon2_memory_cost_kib"].default),
+        parallelism=int(fields["argon2_parallelism"].default),
+    )
+
+
+def raw_verify(params: Argon2Params, concurrency: int, warmup: float, seconds: float) -> LoadResult:
+    """Verify rate of users' own Passwords, `concurrency` threads (argon2-cffi releases the
+    GIL, so threads run in parallel as the service's gRPC worker threads do)."""
+    passwords = Passwords(
+        time_cost=params.time_cost,
+        memory_cost_kib=params.memory_cost_kib,
+        parallelism=params.parallelism,
+    )
+    password = strong_password()
+    stored = passwords.hash(password)
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    stop = threading.Event()  # set on Ctrl-C, so the pool does not run out the clock
+
+    def worker() -> list[float]:
+        latencies = []
+        while (began := time.perf_counter()) < stop_at and not stop.is_set():
+            if not passwords.verify(stored, password):
+                raise RuntimeError("argon2id verification failed for the right password")
+            done = time.perf_counter()
+            if measure_from <= done <= stop_at:
+                latencies.append(done - began)
+        return latencies
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="argon2") as pool:
+        futures = [pool.submit(worker) for _ in range(concurrency)]
+        try:
+            latencies = [lat for f in futures for lat in f.result()]
+        finally:
+            stop.set()
+    return summarize(latencies, seconds, 0)
+
+
+def register(api_url: str, count: int) -> list[Account]:
+    accounts = []
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for _ in range(count):
+            name = unique_name("bench")
+            account = Account(name, strong_password())
+            r = client.post(
+                "/v1/users",
+                json={
+                    "username": name,
+                    "email": f"{name}@example.com",
+                    "password": account.password,
+                },
+            )
+            if r.status_code != 201:
+                raise RuntimeError(f"registration failed: {r.status_code} {r.text}")
+            accounts.append(account)
+    return accounts
+
+
+def login_request(netloc: str, account: Account) -> bytes:
+    body = urlencode(
+        {"grant_type": "password", "username": account.username, "password": account.password}
+    ).encode()
+    head = (
+        f"POST /v1/auth/token HTTP/1.1\r\nHost: {netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def api_logins(
+    api_url: str, accounts: list[Account], concurrency: int, warmup: float, seconds: float
+) -> LoadResult:
+    """`concurrency` keep-alive connections logging in back to back, rotating over the
+    accounts. Raw asyncio streams, not an HTTP client library: the client shares the CPUs
+    with the stack, and httpx alone would cost about 2 ms of CPU per login."""
+    parts = urlsplit(api_url)
+    rotation = itertools.cycle([login_request(parts.netloc, a) for a in accounts])
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            while (began := time.perf_counter()) < stop_at:
+                writer.write(next(rotation))
+                status = await read_response(reader)
+                done = time.perf_counter()
+                if measure_from <= done <= stop_at:
+                    latencies.append(done - began)
+                    if status != 200:
+                        errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return summarize(latencies, seconds, errors)
+
+
+def run_login(
+    api_url: str, accounts: list[Account], *, concurrency: int, warmup: float, seconds: float
+) -> LoginResult:
+    params = users_argon2_defaults()
+    # Logins first, while nothing else runs; then the raw rate with the stack idle.
+    login = asyncio.run(api_logins(api_url, accounts, concurrency, warmup, seconds))
+    raw = raw_verify(params, concurrency, warmup, seconds)
+    return LoginResult(concurrency, len(accounts), params, raw, login)

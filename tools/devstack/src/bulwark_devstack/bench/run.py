@@ -1,0 +1,259 @@
+"""`make bench`: one private stack, both benchmarks, a table and `.data/bench/results.json`.
+
+Environment:
+  BENCH_SECONDS            measured seconds per run (default 10)
+  BENCH_WARMUP_SECONDS     warm-up seconds before each run, not counted (default 2)
+  BENCH_CONCURRENCY        concurrent logins and argon2 threads (default: CPU count)
+  BENCH_CONNECTIONS        keep-alive connections of the edge load (default 16)
+  BENCH_USERS              accounts the logins rotate over (default 8)
+  BENCH_LOADGEN=python     use the asyncio generator even when wrk is installed
+  BULWARK_TEST_POSTGRES_URL / BULWARK_TEST_REDIS_URL   as for `make test`; without a
+                           PostgreSQL the stack uses SQLite, without a Redis a private one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import redis
+
+from bulwark_devstack import infra
+from bulwark_devstack.bench.edge import TARGET_API_OVER_FLOOR, TARGETS, EdgeResult, run_edge
+from bulwark_devstack.bench.loadgen import WRK_HINT, LoadGenerator
+from bulwark_devstack.bench.login import TARGET_RATIO, LoginResult, register, run_login
+from bulwark_devstack.stack import SERVICES, Stack, StackConfig
+
+# Limits high enough never to answer 429 during a run. Nothing else is weakened: argon2,
+# backoff and revocation run as configured (backoff never triggers: every login is right).
+HIGH_RATE = "100000000/minute"
+STACK_ENV = {
+    "api": {
+        "API_TOKEN_RATE": HIGH_RATE,
+        "API_REGISTER_RATE": HIGH_RATE,
+        "API_USER_RATE": HIGH_RATE,
+    }
+}
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float
+    warmup: float
+    concurrency: int
+    connections: int
+    users: int
+    force_python_loadgen: bool
+
+    @classmethod
+    def from_env(cls) -> Options:
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name)
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                raise SystemExit(f"make bench: {name} must be a number") from None
+            if value <= 0:
+                raise SystemExit(f"make bench: {name} must be positive")
+            return value
+
+        return cls(
+            seconds=number("BENCH_SECONDS", 10),
+            warmup=number("BENCH_WARMUP_SECONDS", 2),
+            concurrency=int(number("BENCH_CONCURRENCY", os.cpu_count() or 2)),
+            connections=int(number("BENCH_CONNECTIONS", 16)),
+            users=int(number("BENCH_USERS", 8)),
+            force_python_loadgen=os.environ.get("BENCH_LOADGEN") == "python",
+        )
+
+
+class _Cleanup(contextlib.ExitStack):
+    """An ExitStack that a second Ctrl-C cannot cut short: processes and temporary
+    databases are always released."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return super().__exit__(exc_type, exc, tb)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    options = Options.from_env()
+    out = Path(os.environ.get("BULWARK_DATA_DIR", ".data")) / "bench" / "results.json"
+    try:
+        results = run(options)
+    except KeyboardInterrupt:
+        print("\nmake bench: interrupted; processes and temporary databases removed", flush=True)
+        raise SystemExit(130) from None
+    except infra.MissingDependency as exc:
+        print(f"make bench: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {out}")
+    if results["errors"]:
+        print(f"make bench: {results['errors']} failed requests: numbers are not valid")
+        raise SystemExit(1)
+
+
+def run(options: Options) -> dict[str, Any]:
+    loadgen = LoadGenerator(options.connections, force_python=options.force_python_loadgen)
+    if loadgen.wrk is None and not options.force_python_loadgen:
+        print(WRK_HINT, flush=True)
+    with _Cleanup() as cleanup:
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bulwark-bench-")))
+        redis_url, redis_note = _redis(cleanup, tmp)
+        database_urls, db_note = _databases(cleanup)
+        prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+        config = StackConfig(
+            data_dir=tmp / "data",
+            redis_url=redis_url,
+            redis_prefix=prefix,
+            database_urls=database_urls,
+            env=STACK_ENV,
+            log_dir=tmp / "logs",
+        )
+        stack = Stack(config)
+        cleanup.callback(_drop_prefix, redis_url, prefix)
+        cleanup.callback(stack.stop_all)
+        print(f"starting users, auth, api ({db_note}, Redis {redis_note}) ...", flush=True)
+        stack.start_all()
+        stack.wait_ready(timeout=90)
+        try:
+            print(
+                f"login: {options.concurrency} concurrent, {options.warmup:g} s warm-up + "
+                f"{options.seconds:g} s each for api logins and raw argon2id ...",
+                flush=True,
+            )
+            accounts = register(config.api_url, options.users)
+            login = run_login(
+                config.api_url,
+                accounts,
+                concurrency=options.concurrency,
+                warmup=options.warmup,
+                seconds=options.seconds,
+            )
+            print(f"edge: {loadgen.describe()}, {options.seconds:g} s per target ...", flush=True)
+            edge = run_edge(
+                stack,
+                accounts[0].username,
+                accounts[0].password,
+                loadgen=loadgen,
+                warmup=options.warmup,
+                seconds=options.seconds,
+            )
+        except Exception:
+            _print_logs(config.log_dir)
+            raise
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "database": db_note,
+        "seconds": options.seconds,
+        "warmup_seconds": options.warmup,
+        "login": login.as_dict(),
+        "edge": edge.as_dict(),
+        "errors": login.login.errors + sum(r.errors for r in edge.results.values()),
+    }
+    print_table(login, edge, options, db_note)
+    return report
+
+
+def _redis(cleanup: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
+    url = os.environ.get("BULWARK_TEST_REDIS_URL", DEFAULT_REDIS)
+    try:
+        infra.require_redis(url)
+        return url, url
+    except infra.MissingDependency:
+        return cleanup.enter_context(infra.private_redis(tmp / "redis")), "private"
+
+
+def _databases(cleanup: contextlib.ExitStack) -> tuple[dict[str, str | None], str]:
+    """Fresh PostgreSQL databases (as in production), else SQLite files in the temp dir."""
+    admin = os.environ.get("BULWARK_TEST_POSTGRES_URL", DEFAULT_PG)
+    try:
+        infra.require_postgres(admin)
+    except infra.MissingDependency:
+        return {}, "SQLite (no PostgreSQL at BULWARK_TEST_POSTGRES_URL)"
+    urls: dict[str, str | None] = {
+        svc: cleanup.enter_context(infra.temporary_database(admin, prefix="bulwark_bench"))
+        for svc in SERVICES
+    }
+    return urls, "PostgreSQL"
+
+
+def _drop_prefix(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _print_logs(log_dir: Path | None, lines: int = 20) -> None:
+    if log_dir is None:
+        return
+    for log in sorted(log_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- {log.name} ---\n" + "\n".join(tail), file=sys.stderr)
+
+
+def _verdict(value: float, target: float) -> str:
+    return f"target >= {target:.2f}: {'met' if value >= target else 'BELOW'}"
+
+
+def print_table(login: LoginResult, edge: EdgeResult, options: Options, db_note: str) -> None:
+    a = login.argon2
+    raw, api = login.raw_verify, login.login
+    print(
+        f"\nBulwark benchmarks: {os.cpu_count()} CPUs, {db_note}, "
+        f"{options.seconds:g} s measured after {options.warmup:g} s warm-up\n"
+    )
+    print(f"Login (identity), {login.concurrency} concurrent, {login.users} users rotating")
+    print(f"  {'':44} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    raw_label = (
+        f"raw argon2id verify (t={a.time_cost}, m={a.memory_cost_kib} KiB, p={a.parallelism})"
+    )
+    for label, r in ((raw_label, raw), ("POST /v1/auth/token password grant via api", api)):
+        print(f"  {label:44} {r.requests_per_s:9.1f} {r.p50_ms:9.1f} {r.p99_ms:9.1f}")
+    print(f"  login / raw = {login.ratio:.2f}   ({_verdict(login.ratio, TARGET_RATIO)})")
+
+    print(f"\nEdge hot path (resource API), {edge.loadgen}, one uvicorn worker each")
+    print(f"  {'':44} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, label in TARGETS.items():
+        r = edge.results[name]
+        print(f"  {label:44} {r.requests_per_s:9.0f} {r.p50_ms:9.2f} {r.p99_ms:9.2f}")
+    print(f"  c/a = {edge.api_over_bare:.2f}")
+    verdict = _verdict(edge.api_over_floor, TARGET_API_OVER_FLOOR)
+    print(f"  c/b = {edge.api_over_floor:.2f}   ({verdict})")

@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,17 +81,36 @@ def ping(engine: Engine) -> None:
 
 class Database:
     """An engine and its session factory. `transaction()` commits or rolls back as a whole,
-    so a failed request leaves nothing half-written."""
+    so a failed request leaves nothing half-written.
+
+    `reads()` and `connect()` are for work that is a single statement (one SELECT, one
+    INSERT): a statement is atomic on its own, and without a transaction around it there
+    are no BEGIN and COMMIT/ROLLBACK round trips (psycopg sends each separately)."""
 
     def __init__(self, url: URL) -> None:
         self.url = url
         self.engine = create_sync_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reads = sessionmaker(self._autocommit, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self.sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def reads(self) -> Iterator[Session]:
+        """A session for one read statement, outside any transaction."""
+        with self._reads() as session:
+            yield session
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Core connection in autocommit mode, for self-contained statements: no ORM
+        session to set up and tear down on hot paths."""
+        with self._autocommit.connect() as conn:
+            yield conn
 
     def ping(self) -> None:
         ping(self.engine)

@@ -26,6 +26,12 @@ def backoff_seconds(failures: int, free: int, base: float, maximum: float) -> fl
 
 
 @dataclass(frozen=True)
+class Standing:
+    in_backoff: bool
+    has_failures: bool  # something for a successful login to clear
+
+
+@dataclass(frozen=True)
 class Failure:
     failures: int
     backoff_seconds: float  # 0 when this failure did not start a backoff
@@ -57,6 +63,17 @@ class LoginThrottle:
     def in_backoff(self, username: str) -> bool:
         _, backoff_key = self._keys(username)
         return bool(self._redis.exists(backoff_key))
+
+    def standing(self, username: str) -> Standing:
+        """Backoff and failure count in one round trip, so a login with no failures on
+        record needs no second one to clear them (`record_success` only when this says so).
+        A failure recorded while that login is being checked then stays counted: stricter,
+        never looser."""
+        failures, backoff = self._redis.mget(self._keys(username))
+        return Standing(
+            in_backoff=backoff is not None,
+            has_failures=failures is not None or backoff is not None,
+        )
 
     def record_failure(self, username: str) -> Failure:
         fail_key, backoff_key = self._keys(username)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from bulwark_api.db import Item
 from bulwark_api.deps import BackendsDep, CurrentClaims, require_scope
@@ -73,6 +73,14 @@ def _visible(claims: Claims, item_id: uuid.UUID) -> Any:
     """The WHERE clause for one item the caller may see: its own, or any for an admin."""
     clause = Item.id == str(item_id)
     return clause if claims.is_admin else and_(clause, Item.owner_id == claims.sub)
+
+
+# The hot read, built once with bound parameters: no clause construction or cache-key
+# computation per request.
+_GET_OWN = select(ITEMS).where(
+    ITEMS.c.id == bindparam("id"), ITEMS.c.owner_id == bindparam("owner")
+)
+_GET_ANY = select(ITEMS).where(ITEMS.c.id == bindparam("id"))
 
 
 @router.post(
@@ -144,7 +152,11 @@ async def list_items(
 )
 async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> Response:
     async with backends.reader.connect() as conn:
-        item = (await conn.execute(select(ITEMS).where(_visible(claims, item_id)))).first()
+        if claims.is_admin:
+            result = await conn.execute(_GET_ANY, {"id": str(item_id)})
+        else:
+            result = await conn.execute(_GET_OWN, {"id": str(item_id), "owner": claims.sub})
+        item = result.first()
     if item is None:
         raise Problem(404, NOT_FOUND)
     # Serialised once by pydantic-core; returning the model would validate it a second time.

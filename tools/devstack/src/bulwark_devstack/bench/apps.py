@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # bulwark_api ships no py.typed: checked as source by `make lint`, untyped when mypy is
@@ -62,14 +62,9 @@ def floor_app(settings: ApiSettings) -> FastAPI:
     redis: aioredis.Redis | None = None
     prefix = settings.redis_prefix
     rl_key = f"{prefix}rl:bench-floor"
-    columns = (
-        db.Item.id,
-        db.Item.owner_id,
-        db.Item.name,
-        db.Item.description,
-        db.Item.created_at,
-        db.Item.updated_at,
-    )
+    # Built once with a bound parameter, like api's hot read: the floor pays for the I/O,
+    # not for building SQL.
+    by_id = select(db.Item.__table__).where(db.Item.__table__.c.id == bindparam("id"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +91,7 @@ def floor_app(settings: ApiSettings) -> FastAPI:
         pipe.pttl(rl_key)
         await pipe.execute()
         async with engine.connect() as conn:
-            row = (await conn.execute(select(*columns).where(db.Item.id == item_id))).first()
+            row = (await conn.execute(by_id, {"id": item_id})).first()
         if row is None:
             return JSONResponse({"detail": "item not found"}, status_code=404)
         return JSONResponse(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
+from bulwark_devstack.testkit import bearer, random_ip, sign_up, strong_password, unique_name
 
 
 def test_default_register_limit_cannot_be_dodged_with_forwarded_for(
@@ -32,15 +32,7 @@ def test_default_register_limit_cannot_be_dodged_with_forwarded_for(
 
 def test_per_user_limit(stack_factory: Callable[..., Stack]) -> None:
     api = stack_factory(env={"api": {"API_USER_RATE": "5/minute"}}).config.api_url
-    name, password = unique_name(), strong_password()
-    httpx.post(
-        f"{api}/v1/users",
-        json={"username": name, "email": f"{name}@example.com", "password": password},
-    ).raise_for_status()
-    token = httpx.post(
-        f"{api}/v1/auth/token",
-        data={"grant_type": "password", "username": name, "password": password},
-    ).json()["access_token"]
+    token = sign_up(api).access_token
     codes = [httpx.get(f"{api}/v1/items", headers=bearer(token)).status_code for _ in range(6)]
     assert codes == [200] * 5 + [429]
     r = httpx.get(f"{api}/v1/items", headers=bearer(token))

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from bulwark_devstack import infra
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.testkit import bearer, strong_password, unique_name
+from bulwark_devstack.testkit import bearer, sign_up, strong_password, unique_name
 
 PROBLEM = "application/problem+json"
 # The gRPC deadline (2 s) plus slack for a loaded CI machine.
@@ -22,16 +22,7 @@ FAST = 4.0
 
 def _session(api: str) -> tuple[str, str]:
     """Register, log in and create one item; return (access token, item url)."""
-    name, password = unique_name(), strong_password()
-    r = httpx.post(
-        f"{api}/v1/users",
-        json={"username": name, "email": f"{name}@example.com", "password": password},
-    )
-    assert r.status_code == 201, r.text
-    token = httpx.post(
-        f"{api}/v1/auth/token",
-        data={"grant_type": "password", "username": name, "password": password},
-    ).json()["access_token"]
+    token = sign_up(api).access_token
     r = httpx.post(f"{api}/v1/items", json={"name": "x"}, headers=bearer(token))
     assert r.status_code == 201, r.text
     return token, f"{api}{r.headers['location']}"

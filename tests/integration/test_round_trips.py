@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from redis.asyncio.connection import Connection
@@ -14,7 +13,7 @@ from redis.asyncio.connection import Connection
 from bulwark_api.app import create_app
 from bulwark_api.settings import ApiSettings
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.testkit import bearer, strong_password, unique_name
+from bulwark_devstack.testkit import bearer, sign_up
 
 
 def test_protected_read_is_one_redis_round_trip(
@@ -31,15 +30,7 @@ def test_protected_read_is_one_redis_round_trip(
         users_target=env["API_USERS_TARGET"],
         issuer=cfg.api_url,  # tokens come from the stack's auth, issued for this issuer
     )
-    name, password = unique_name(), strong_password()
-    httpx.post(
-        f"{cfg.api_url}/v1/users",
-        json={"username": name, "email": f"{name}@example.com", "password": password},
-    ).raise_for_status()
-    token = httpx.post(
-        f"{cfg.api_url}/v1/auth/token",
-        data={"grant_type": "password", "username": name, "password": password},
-    ).json()["access_token"]
+    token = sign_up(cfg.api_url).access_token
 
     sends: list[int] = []
     original = Connection.send_packed_command

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
+
+import httpx
 
 
 def random_ip() -> str:
@@ -22,3 +25,30 @@ def strong_password() -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: str
+    username: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+
+def sign_up(api_url: str, **form: str) -> Session:
+    """Register a fresh account through api and log it in (password grant)."""
+    name, password = unique_name(), strong_password()
+    r = httpx.post(
+        f"{api_url}/v1/users",
+        json={"username": name, "email": f"{name}@example.com", "password": password},
+    )
+    r.raise_for_status()
+    user_id = str(r.json()["id"])
+    t = httpx.post(
+        f"{api_url}/v1/auth/token",
+        data={"grant_type": "password", "username": name, "password": password, **form},
+    )
+    t.raise_for_status()
+    body = t.json()
+    return Session(user_id, name, password, body["access_token"], body["refresh_token"])

@@ -39,7 +39,7 @@ def target(request: pytest.FixtureRequest) -> Target:
         if not user or not password:
             pytest.fail(
                 "BULWARK_E2E_URL is set: also set BULWARK_E2E_ADMIN_USERNAME and "
-                "BULWARK_E2E_ADMIN_PASSWORD (see deploy/README)",
+                "BULWARK_E2E_ADMIN_PASSWORD (README: Testing another deployment)",
                 pytrace=False,
             )
         return Target(remote.rstrip("/"), user, password)

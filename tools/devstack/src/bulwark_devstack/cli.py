@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 
 from bulwark_devstack.infra import MissingDependency, private_redis, require_redis
-from bulwark_devstack.stack import Stack, StackConfig
+from bulwark_devstack.stack import WIRING, Stack, StackConfig
+
+SETTING_PREFIXES = ("USERS_", "AUTH_", "API_", "BULWARK_")
 
 
 def main() -> None:
@@ -40,6 +42,15 @@ def run(data_dir: Path, redis_url: str, redis_note: str) -> None:
         users_port=int(os.environ.get("USERS_PORT", 50052)),
         auth_port=int(os.environ.get("AUTH_PORT", 50051)),
         api_port=int(os.environ.get("API_PORT", 8080)),
+        # Your own service settings (API_CORS_ORIGINS=..., BULWARK_ENV=...) reach the services;
+        # the addresses that wire them together stay the runner's.
+        env={
+            "*": {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith(SETTING_PREFIXES) and k not in WIRING
+            }
+        },
     )
     stack = Stack(config)
     stop = threading.Event()

@@ -18,6 +18,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bulwark_devstack.infra import free_port, venv_script
 
 SERVICES = ("users", "auth", "api")  # start order: callees first
+# The settings that wire the services to each other and to their data: always the stack's.
+WIRING = frozenset(
+    {
+        "BULWARK_DATA_DIR",
+        "REDIS_URL",
+        "BULWARK_REDIS_PREFIX",
+        "USERS_PORT",
+        "AUTH_PORT",
+        "API_PORT",
+        "AUTH_USERS_TARGET",
+        "API_AUTH_TARGET",
+        "API_USERS_TARGET",
+    }
+)
 
 
 @dataclass

@@ -68,10 +68,12 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/aut
 async def current_claims(
     request: Request,
     response: Response,
-    backends: BackendsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Claims:
     """A verified, unrevoked, within-rate access token, or 401/429."""
+    # Straight from app state, not via BackendsDep: every dependency node is paid for on
+    # every request, and this one runs on all of them.
+    backends: Backends = request.app.state.backends
     if credentials is None:
         raise Problem(401, "a bearer access token is required")
     try:
@@ -105,6 +107,8 @@ CurrentClaims = Annotated[Claims, Depends(current_claims)]
 
 
 def require_scope(scope: str) -> Any:
+    """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403."""
+
     async def check(claims: CurrentClaims) -> Claims:
         if scope not in claims.scopes:
             raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)

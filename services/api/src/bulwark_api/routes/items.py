@@ -14,15 +14,16 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import and_, bindparam, or_, select
 
 from bulwark_api.db import Item
-from bulwark_api.deps import BackendsDep, CurrentClaims, require_scope
+from bulwark_api.deps import BackendsDep, require_scope
 from bulwark_api.problems import Problem, problem_responses
 from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate
 from bulwark_api.tokens import Claims
 
 router = APIRouter(tags=["items"])
 
-READ = require_scope("items:read")
-WRITE = require_scope("items:write")
+# The caller's claims, checked for the scope the route needs (403 naming it otherwise).
+Reader = Annotated[Claims, require_scope("items:read")]
+Writer = Annotated[Claims, require_scope("items:write")]
 NOT_FOUND = "item not found"
 # Reads go through Core on the autocommit engine: one statement, one round trip.
 ITEMS = Item.__table__
@@ -88,9 +89,8 @@ _GET_ANY = select(ITEMS).where(ITEMS.c.id == bindparam("id"))
     status_code=201,
     response_model=ItemOut,
     responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
-    dependencies=[WRITE],
 )
-async def create_item(body: ItemCreate, claims: CurrentClaims, backends: BackendsDep) -> Response:
+async def create_item(body: ItemCreate, claims: Writer, backends: BackendsDep) -> Response:
     now = datetime.now(UTC)
     item = Item(
         id=str(uuid.uuid4()),
@@ -113,10 +113,9 @@ async def create_item(body: ItemCreate, claims: CurrentClaims, backends: Backend
     "/v1/items",
     response_model=ItemList,
     responses=problem_responses(401, 403, 422, 429, 503),
-    dependencies=[READ],
 )
 async def list_items(
-    claims: CurrentClaims,
+    claims: Reader,
     backends: BackendsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -148,9 +147,8 @@ async def list_items(
     "/v1/items/{item_id}",
     response_model=ItemOut,
     responses=problem_responses(401, 403, 404, 422, 429, 503),
-    dependencies=[READ],
 )
-async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> Response:
+async def get_item(item_id: uuid.UUID, claims: Reader, backends: BackendsDep) -> Response:
     async with backends.reader.connect() as conn:
         if claims.is_admin:
             result = await conn.execute(_GET_ANY, {"id": str(item_id)})
@@ -167,10 +165,9 @@ async def get_item(item_id: uuid.UUID, claims: CurrentClaims, backends: Backends
     "/v1/items/{item_id}",
     response_model=ItemOut,
     responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 503),
-    dependencies=[WRITE],
 )
 async def update_item(
-    item_id: uuid.UUID, body: ItemUpdate, claims: CurrentClaims, backends: BackendsDep
+    item_id: uuid.UUID, body: ItemUpdate, claims: Writer, backends: BackendsDep
 ) -> ItemOut:
     changes = body.model_dump(exclude_unset=True)
     async with backends.sessions.begin() as session:
@@ -188,9 +185,8 @@ async def update_item(
     "/v1/items/{item_id}",
     status_code=204,
     responses=problem_responses(401, 403, 404, 422, 429, 503),
-    dependencies=[WRITE],
 )
-async def delete_item(item_id: uuid.UUID, claims: CurrentClaims, backends: BackendsDep) -> Response:
+async def delete_item(item_id: uuid.UUID, claims: Writer, backends: BackendsDep) -> Response:
     async with backends.sessions.begin() as session:
         item = await session.scalar(select(Item).where(_visible(claims, item_id)))
         if item is None:

@@ -13,6 +13,7 @@ is started with the environment of the api under test and hits the same database
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,9 @@ def floor_app(settings: ApiSettings) -> FastAPI:
         # api's read path: the autocommit engine (no BEGIN/ROLLBACK), one SELECT.
         engine = db.reader(db.async_engine(settings.database_url, settings.data_dir))
         redis = kv.aio_client(settings.redis_url)
+        # The same runtime setting as api's lifespan, so only the request work differs.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -3,7 +3,6 @@ client channels on which every call carries a deadline."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -20,6 +19,8 @@ from opentelemetry.instrumentation.grpc import (
     grpcext,
     server_interceptor,
 )
+
+from bulwark_common.process import freeze_startup_heap
 
 log = logging.getLogger("bulwark.grpc")
 
@@ -116,10 +117,7 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    # Everything built so far lives as long as the process: keep it out of the cyclic GC's
-    # walks, so collections during calls only look at call garbage.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     server.start()
     monitor.start()
     log.info("listening", extra={"address": f"{host}:{bound}", "services": services})

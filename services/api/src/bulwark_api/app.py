@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +14,7 @@ from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
+from bulwark_common.process import freeze_startup_heap
 
 
 def _untraced(scope: Scope) -> bool:
@@ -26,10 +26,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
-        # Everything built so far lives as long as the process: move it out of the cyclic
-        # GC's sight, so collections during requests only walk request garbage.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         try:
             yield
         finally:

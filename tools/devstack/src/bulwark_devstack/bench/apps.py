@@ -13,7 +13,6 @@ is started with the environment of the api under test and hits the same database
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import bulwark_api.db as db  # type: ignore[import-untyped, unused-ignore]
 from bulwark_api.settings import ApiSettings  # type: ignore[import-untyped, unused-ignore]
 from bulwark_common import kv, revocation
+from bulwark_common.process import freeze_startup_heap
 from bulwark_common.settings import load_settings
 
 PATH = "/v1/items/{item_id}"
@@ -74,9 +74,7 @@ def floor_app(settings: ApiSettings) -> FastAPI:
         # api's read path: the autocommit engine (no BEGIN/ROLLBACK), one SELECT.
         engine = db.reader(db.async_engine(settings.database_url, settings.data_dir))
         redis = kv.aio_client(settings.redis_url)
-        # The same runtime setting as api's lifespan, so only the request work differs.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         try:
             yield
         finally:

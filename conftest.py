@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from bulwark_devstack import infra
 
@@ -24,11 +23,7 @@ def redis_url() -> str:
 def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    infra.drop_prefix(redis_url, prefix)
 
 
 @pytest.fixture(scope="session")

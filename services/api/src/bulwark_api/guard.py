@@ -17,7 +17,7 @@ from limits import RateLimitItem, parse
 
 from bulwark_common import revocation
 
-_INCR_EXPIRE = (
+INCR_EXPIRE = (
     importlib.resources.files("limits")
     .joinpath("resources/redis/lua_scripts/incr_expire.lua")
     .read_text()
@@ -62,7 +62,7 @@ class Guard:
 
     def _queue_hit(self, pipe: aioredis.client.Pipeline, item: RateLimitItem, ident: str) -> None:
         key = f"{self._prefix}rl:{item.key_for(ident)}"
-        pipe.eval(_INCR_EXPIRE, 1, key, item.get_expiry(), 1)
+        pipe.eval(INCR_EXPIRE, 1, key, item.get_expiry(), 1)
         pipe.pttl(key)
 
     @staticmethod

@@ -13,7 +13,6 @@ is started with the environment of the api under test and hits the same database
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # bulwark_api ships no py.typed: checked as source by `make lint`, untyped when mypy is
 # pointed at tools/ alone; the ignore covers both.
 import bulwark_api.db as db  # type: ignore[import-untyped, unused-ignore]
+from bulwark_api.guard import INCR_EXPIRE  # the script api's guard queues
 from bulwark_api.settings import ApiSettings  # type: ignore[import-untyped, unused-ignore]
 from bulwark_common import kv, revocation
 from bulwark_common.process import freeze_startup_heap
@@ -40,12 +40,6 @@ STATIC: dict[str, Any] = {
     "name": "static",
     "description": None,
 }
-# The same script api's guard queues for its fixed-window rate limit.
-INCR_EXPIRE = (
-    importlib.resources.files("limits")
-    .joinpath("resources/redis/lua_scripts/incr_expire.lua")
-    .read_text()
-)
 
 
 def bare_app() -> FastAPI:

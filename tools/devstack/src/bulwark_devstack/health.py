@@ -8,6 +8,20 @@ import argparse
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+STATES = frozenset(health_pb2.HealthCheckResponse.ServingStatus.keys())
+
+
+def check(address: str, service: str = "", timeout: float = 2.0) -> str:
+    """The serving status name (SERVING, NOT_SERVING, ...), or the gRPC error code name."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return str(exc.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bulwark-grpc-health")
@@ -15,17 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("service", nargs="?", default="", help="e.g. bulwark.users.v1.UsersService")
     parser.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args(argv)
-    with grpc.insecure_channel(args.address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
-        except grpc.RpcError as exc:
-            print(f"{args.address}: {exc.code().name}")
-            raise SystemExit(2) from None
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    status = check(args.address, args.service, args.timeout)
+    if status not in STATES:
+        print(f"{args.address}: {status}")  # no answer: the gRPC error
+        raise SystemExit(2)
     print(f"{args.address} {args.service or '(server)'}: {status}")
-    raise SystemExit(0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1)
+    raise SystemExit(0 if status == "SERVING" else 1)
 
 
 if __name__ == "__main__":

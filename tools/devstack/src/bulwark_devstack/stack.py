@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bulwark_devstack import health
 from bulwark_devstack.infra import free_port, venv_script
 
 SERVICES = ("users", "auth", "api")  # start order: callees first
@@ -146,14 +145,7 @@ class Stack:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def grpc_serving(self, service: str) -> bool:
-        with grpc.insecure_channel(f"127.0.0.1:{self.config.port(service)}") as ch:
-            try:
-                reply = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1
-                )
-            except grpc.RpcError:
-                return False
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return health.check(f"127.0.0.1:{self.config.port(service)}", timeout=1) == "SERVING"
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until api's /readyz says 200, or fail naming what is down or dead."""

@@ -70,18 +70,20 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise Problem(422, "cursor: not a cursor this API returned") from None
 
 
-def _visible(claims: Claims, item_id: uuid.UUID) -> Any:
-    """The WHERE clause for one item the caller may see: its own, or any for an admin."""
-    clause = Item.id == str(item_id)
-    return clause if claims.is_admin else and_(clause, Item.owner_id == claims.sub)
-
-
-# The hot read, built once with bound parameters: no clause construction or cache-key
+# Built once with bound parameters: the hot read pays no clause construction or cache-key
 # computation per request.
-_GET_OWN = select(ITEMS).where(
-    ITEMS.c.id == bindparam("id"), ITEMS.c.owner_id == bindparam("owner")
-)
-_GET_ANY = select(ITEMS).where(ITEMS.c.id == bindparam("id"))
+_ANY = ITEMS.c.id == bindparam("id")
+_OWN = and_(_ANY, ITEMS.c.owner_id == bindparam("owner"))
+_READ_ANY = select(ITEMS).where(_ANY)
+_READ_OWN = select(ITEMS).where(_OWN)
+
+
+def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, str]]:
+    """The one rule: the caller may touch its own items, an admin any. Returns the WHERE
+    clause, the prebuilt read with it, and their parameters."""
+    if claims.is_admin:
+        return _ANY, _READ_ANY, {"id": str(item_id)}
+    return _OWN, _READ_OWN, {"id": str(item_id), "owner": claims.sub}
 
 
 @router.post(
@@ -149,12 +151,9 @@ async def list_items(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_item(item_id: uuid.UUID, claims: Reader, backends: BackendsDep) -> Response:
+    _, read, params = _visible(claims, item_id)
     async with backends.reader.connect() as conn:
-        if claims.is_admin:
-            result = await conn.execute(_GET_ANY, {"id": str(item_id)})
-        else:
-            result = await conn.execute(_GET_OWN, {"id": str(item_id), "owner": claims.sub})
-        item = result.first()
+        item = (await conn.execute(read, params)).first()
     if item is None:
         raise Problem(404, NOT_FOUND)
     # Serialised once by pydantic-core; returning the model would validate it a second time.
@@ -170,8 +169,9 @@ async def update_item(
     item_id: uuid.UUID, body: ItemUpdate, claims: Writer, backends: BackendsDep
 ) -> ItemOut:
     changes = body.model_dump(exclude_unset=True)
+    where, _, params = _visible(claims, item_id)
     async with backends.sessions.begin() as session:
-        item = await session.scalar(select(Item).where(_visible(claims, item_id)).with_for_update())
+        item = await session.scalar(select(Item).where(where).with_for_update(), params)
         if item is None:
             raise Problem(404, NOT_FOUND)
         for field, value in changes.items():
@@ -187,8 +187,9 @@ async def update_item(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def delete_item(item_id: uuid.UUID, claims: Writer, backends: BackendsDep) -> Response:
+    where, _, params = _visible(claims, item_id)
     async with backends.sessions.begin() as session:
-        item = await session.scalar(select(Item).where(_visible(claims, item_id)))
+        item = await session.scalar(select(Item).where(where), params)
         if item is None:
             raise Problem(404, NOT_FOUND)
         await session.delete(item)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -74,6 +74,19 @@ def create_sync_engine(url: URL) -> Engine:
     return engine
 
 
+if TYPE_CHECKING:  # at run time: users and auth have no asyncio driver (nor greenlet)
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+E = TypeVar("E", "Engine", "AsyncEngine")
+
+
+def autocommit(engine: E) -> E:
+    """The same pool, without transactions: for single statements (one SELECT, one INSERT),
+    which are atomic on their own and then skip the BEGIN and COMMIT/ROLLBACK round trips
+    (psycopg sends each separately)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def ping(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -83,15 +96,13 @@ class Database:
     """An engine and its session factory. `transaction()` commits or rolls back as a whole,
     so a failed request leaves nothing half-written.
 
-    `reads()` and `connect()` are for work that is a single statement (one SELECT, one
-    INSERT): a statement is atomic on its own, and without a transaction around it there
-    are no BEGIN and COMMIT/ROLLBACK round trips (psycopg sends each separately)."""
+    `reads()` and `connect()` are for work that is a single statement (see `autocommit`)."""
 
     def __init__(self, url: URL) -> None:
         self.url = url
         self.engine = create_sync_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = autocommit(self.engine)
         self._reads = sessionmaker(self._autocommit, expire_on_commit=False)
 
     @contextmanager

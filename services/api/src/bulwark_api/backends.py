@@ -17,6 +17,7 @@ from bulwark_api import db
 from bulwark_api.guard import Guard
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
+from bulwark_common import db as common_db
 from bulwark_common import grpcio, kv
 
 AUTH_SERVICE = "bulwark.auth.v1.AuthService"
@@ -63,7 +64,7 @@ class Backends:
             users=users_pb2_grpc.UsersServiceStub(users_channel),
             redis=redis,
             engine=engine,
-            reader=db.reader(engine),
+            reader=common_db.autocommit(engine),  # single-statement reads
             sessions=db.sessions(engine),
             verifier=Verifier(
                 fetch_jwks,

@@ -42,11 +42,6 @@ def async_engine(url: str | None, data_dir: Path) -> AsyncEngine:
     return create_async_engine(aurl, **common_db.engine_options(aurl))
 
 
-def reader(engine: AsyncEngine) -> AsyncEngine:
-    """For single-statement reads: no transaction, so no BEGIN/ROLLBACK round trips."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
 def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
     return async_sessionmaker(engine, expire_on_commit=False)
 

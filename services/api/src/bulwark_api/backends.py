@@ -17,7 +17,6 @@ from bulwark_api import db
 from bulwark_api.guard import Guard
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
-from bulwark_common import db as common_db
 from bulwark_common import grpcio, kv
 
 AUTH_SERVICE = "bulwark.auth.v1.AuthService"
@@ -64,7 +63,8 @@ class Backends:
             users=users_pb2_grpc.UsersServiceStub(users_channel),
             redis=redis,
             engine=engine,
-            reader=common_db.autocommit(engine),  # single-statement reads
+            # Single-statement reads: their own pool, always in autocommit.
+            reader=db.async_engine(settings.database_url, settings.data_dir, autocommit=True),
             sessions=db.sessions(engine),
             verifier=Verifier(
                 fetch_jwks,
@@ -80,6 +80,7 @@ class Backends:
         await self.users_channel.close()
         await self.redis.aclose()
         await self.engine.dispose()
+        await self.reader.dispose()
 
     async def readiness(self) -> dict[str, str]:
         """Ask every dependency at once; each answers "ok" or why not."""

@@ -37,9 +37,9 @@ class Item(Base):
     __table_args__ = (Index("ix_items_owner_created", "owner_id", "created_at", "id"),)
 
 
-def async_engine(url: str | None, data_dir: Path) -> AsyncEngine:
+def async_engine(url: str | None, data_dir: Path, *, autocommit: bool = False) -> AsyncEngine:
     aurl = common_db.database_url(url, data_dir, "api", asyncio=True)
-    return create_async_engine(aurl, **common_db.engine_options(aurl))
+    return create_async_engine(aurl, **common_db.engine_options(aurl, autocommit=autocommit))
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

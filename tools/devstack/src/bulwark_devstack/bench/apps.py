@@ -31,7 +31,6 @@ import bulwark_api.db as db  # type: ignore[import-untyped, unused-ignore]
 from bulwark_api.guard import INCR_EXPIRE  # the script api's guard queues
 from bulwark_api.settings import ApiSettings  # type: ignore[import-untyped, unused-ignore]
 from bulwark_common import kv, revocation
-from bulwark_common.db import autocommit
 from bulwark_common.process import freeze_startup_heap
 from bulwark_common.settings import load_settings
 
@@ -67,7 +66,7 @@ def floor_app(settings: ApiSettings) -> FastAPI:
         nonlocal engine, redis
         # Opened inside the loop, as api's Backends.open does.
         # api's read path: the autocommit engine (no BEGIN/ROLLBACK), one SELECT.
-        engine = autocommit(db.async_engine(settings.database_url, settings.data_dir))
+        engine = db.async_engine(settings.database_url, settings.data_dir, autocommit=True)
         redis = kv.aio_client(settings.redis_url)
         freeze_startup_heap()
         try:

@@ -71,4 +71,7 @@ def test_make_dev_runner(tmp_path: Path) -> None:
     assert code == 0
     for port in ports.values():  # every service is gone and its port free again
         with socket.socket() as s:
+            # SO_REUSEADDR: a closed connection's TIME_WAIT may linger on the port; only a
+            # process still listening on it makes this bind fail.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,12 +85,20 @@ _DURATION = r"([\d.]+)(us|ms|s|m|h)"
 
 
 def run_wrk(
-    wrk: str, url: str, headers: Mapping[str, str], connections: int, seconds: float
+    wrk: str,
+    url: str,
+    headers: Mapping[str, str],
+    connections: int,
+    seconds: float,
+    *,
+    script: Path | None = None,
 ) -> LoadResult:
     # One wrk thread: one core for the load, the other for the server under test.
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     out = subprocess.run(
         [*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout

@@ -37,7 +37,7 @@ PW2 = "amber-lantern-sequoia-7"
 CODE = grpc.StatusCode
 
 # One hasher at the real (OWASP minimum) cost for the whole module: its dummy hash is made once.
-PASSWORDS = Passwords(time_cost=2, memory_cost_kib=19456, parallelism=1)
+PASSWORDS = Passwords(time_cost=2, memory_cost_kib=19456, parallelism=1, max_concurrent=2)
 
 
 @dataclass
@@ -409,7 +409,7 @@ def test_verify_credentials(stack: Stack) -> None:
 def test_login_upgrades_an_outdated_hash(stack: Stack) -> None:
     name = stack.name()
     user = stack.create(name)
-    weak = Passwords(time_cost=1, memory_cost_kib=8192, parallelism=1).hash(PW)
+    weak = Passwords(time_cost=1, memory_cost_kib=8192, parallelism=1, max_concurrent=2).hash(PW)
     with stack.db.transaction() as session:
         session.execute(update(User).where(User.id == user.id).values(password_hash=weak))
     assert not stack.verify(name, PW2).ok

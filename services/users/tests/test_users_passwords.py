@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
@@ -24,7 +27,7 @@ GOOD = "violet-kettle-orbit-42"
 @pytest.fixture(scope="module")
 def passwords() -> Passwords:
     # The real defaults (OWASP minimum): what production runs.
-    return Passwords(time_cost=2, memory_cost_kib=19456, parallelism=1)
+    return Passwords(time_cost=2, memory_cost_kib=19456, parallelism=1, max_concurrent=2)
 
 
 def test_policy_accepts_a_long_uncommon_password() -> None:
@@ -81,12 +84,12 @@ def test_unicode_is_normalised_before_hashing(passwords: Passwords) -> None:
 
 
 def test_needs_rehash_when_parameters_change(passwords: Passwords) -> None:
-    weak = Passwords(time_cost=1, memory_cost_kib=8192, parallelism=1)
+    weak = Passwords(time_cost=1, memory_cost_kib=8192, parallelism=1, max_concurrent=2)
     old = weak.hash(GOOD)
     # Old hashes still verify under the new parameters, and are flagged for upgrade.
     assert passwords.verify(old, GOOD)
     assert passwords.needs_rehash(old)
-    stronger = Passwords(time_cost=3, memory_cost_kib=19456, parallelism=1)
+    stronger = Passwords(time_cost=3, memory_cost_kib=19456, parallelism=1, max_concurrent=2)
     assert stronger.needs_rehash(passwords.hash(GOOD))
     assert passwords.needs_rehash("garbage")
 
@@ -183,3 +186,42 @@ def test_settings_refuse_weaker_than_owasp(
         load_settings(UsersSettings, "bulwark-users")
     assert info.value.code == 2
     assert name in capsys.readouterr().err
+
+
+def test_argon2_concurrency_is_capped_and_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More callers than slots: they wait their turn (none fails), never more at once."""
+    capped = Passwords(time_cost=2, memory_cost_kib=19456, parallelism=1, max_concurrent=2)
+    stored = capped.hash(GOOD)
+    active, peak, lock = 0, 0, threading.Lock()
+    real = capped._hasher
+
+    class Counting:  # argon2's PasswordHasher has slots: wrap it rather than patch it
+        def verify(self, hash_: str, password: str) -> bool:
+            return counting_verify(hash_, password)
+
+    def counting_verify(hash_: str, password: str) -> bool:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.02)  # hold the slot long enough for the other callers to pile up
+            return real.verify(hash_, password)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(capped, "_hasher", Counting())
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: capped.verify(stored, GOOD), range(16)))
+    assert results == [True] * 16
+    assert peak == 2
+
+
+def test_argon2_cap_defaults_to_the_cpus_and_refuses_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert UsersSettings().argon2_max_concurrent == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("USERS_ARGON2_MAX_CONCURRENT", "0")
+    with pytest.raises(ValidationError):
+        UsersSettings()

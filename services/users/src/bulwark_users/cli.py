@@ -57,6 +57,7 @@ def _passwords(settings: UsersSettings) -> Passwords:
         time_cost=settings.argon2_time_cost,
         memory_cost_kib=settings.argon2_memory_cost_kib,
         parallelism=settings.argon2_parallelism,
+        max_concurrent=settings.argon2_max_concurrent,
     )
 
 

@@ -4,6 +4,7 @@ no composition rules)."""
 from __future__ import annotations
 
 import secrets
+import threading
 import unicodedata
 from functools import lru_cache
 from importlib import resources
@@ -50,9 +51,17 @@ def check_policy(password: str, *, context: tuple[str, ...] = ()) -> None:
 
 class Passwords:
     """argon2id with fixed parameters. Hashes made with other parameters still verify and
-    are reported by `needs_rehash`, so raising the cost upgrades hashes at the next login."""
+    are reported by `needs_rehash`, so raising the cost upgrades hashes at the next login.
 
-    def __init__(self, *, time_cost: int, memory_cost_kib: int, parallelism: int) -> None:
+    At most `max_concurrent` computations run at once, the others wait their turn: memory
+    stays bounded at max_concurrent x memory_cost whatever the number of worker threads and
+    callers (a burst of logins cannot run the process out of memory), and no more hashes
+    run than there are cores, which only makes each of them slower."""
+
+    def __init__(
+        self, *, time_cost: int, memory_cost_kib: int, parallelism: int, max_concurrent: int
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         self._hasher = PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_cost_kib,
@@ -66,14 +75,16 @@ class Passwords:
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(normalize(password))
+        with self._slots:
+            return self._hasher.hash(normalize(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True when `password` matches. `None` (no such user) burns a dummy verification
         and is always False."""
         target = self._dummy_hash if password_hash is None else password_hash
         try:
-            ok = self._hasher.verify(target, normalize(password))
+            with self._slots:
+                ok = self._hasher.verify(target, normalize(password))
         except (VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None

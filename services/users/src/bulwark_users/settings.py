@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -13,6 +15,14 @@ from bulwark_common.settings import ServiceSettings, env
 MIN_TIME_COST = 2
 MIN_MEMORY_COST_KIB = 19 * 1024
 MIN_PARALLELISM = 1
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class UsersSettings(ServiceSettings):
@@ -27,5 +37,7 @@ class UsersSettings(ServiceSettings):
     # Upper bound keeps a typo from turning every login into an out-of-memory kill.
     argon2_memory_cost_kib: int = Field(MIN_MEMORY_COST_KIB, ge=MIN_MEMORY_COST_KIB, le=4 << 20)
     argon2_parallelism: int = Field(MIN_PARALLELISM, ge=MIN_PARALLELISM, le=64)
+    # argon2 computations at once (others queue): bounds memory to this x memory_cost.
+    argon2_max_concurrent: int = Field(default_factory=available_cpus, ge=1, le=256)
     # Each worker may hold one argon2 computation (memory_cost) at a time.
     max_workers: int = Field(16, ge=1, le=256)

@@ -34,6 +34,7 @@ class Argon2Params:
     time_cost: int
     memory_cost_kib: int
     parallelism: int
+    max_concurrent: int  # users' cap on simultaneous computations; the raw side obeys it too
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def users_argon2_defaults() -> Argon2Params:
         time_cost=int(fields["argon2_time_cost"].default),
         memory_cost_kib=int(fields["argon2_memory_cost_kib"].default),
         parallelism=int(fields["argon2_parallelism"].default),
+        max_concurrent=int(fields["argon2_max_concurrent"].get_default(call_default_factory=True)),
     )
 
 
@@ -240,6 +242,7 @@ def run_login(
         time_cost=params.time_cost,
         memory_cost_kib=params.memory_cost_kib,
         parallelism=params.parallelism,
+        max_concurrent=params.max_concurrent,
     )
     password = strong_password()
     stored = passwords.hash(password)

@@ -240,7 +240,8 @@ def print_table(login: LoginResult, edge: EdgeResult, options: Options, db_note:
     print(f"Login (identity), {login.concurrency} concurrent, {login.users} users rotating")
     print(f"  {'':44} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     raw_label = (
-        f"raw argon2id verify (t={a.time_cost}, m={a.memory_cost_kib} KiB, p={a.parallelism})"
+        f"raw argon2id verify (t={a.time_cost}, m={a.memory_cost_kib} KiB, p={a.parallelism}, "
+        f"{a.max_concurrent} at once)"
     )
     for label, r in ((raw_label, raw), ("POST /v1/auth/token password grant via api", api)):
         print(f"  {label:44} {r.requests_per_s:9.1f} {r.p50_ms:9.1f} {r.p99_ms:9.1f}")

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from bulwark_users.accounts import (
     parse_id,
 )
 from bulwark_users.passwords import Passwords, PolicyError, check_policy, common_passwords
-from bulwark_users.settings import UsersSettings
+from bulwark_users.settings import UsersSettings, available_cpus
 
 GOOD = "violet-kettle-orbit-42"
 
@@ -221,7 +222,27 @@ def test_argon2_concurrency_is_capped_and_queued(monkeypatch: pytest.MonkeyPatch
 def test_argon2_cap_defaults_to_the_cpus_and_refuses_zero(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert UsersSettings().argon2_max_concurrent == len(os.sched_getaffinity(0))
+    assert UsersSettings().argon2_max_concurrent == available_cpus()
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
     monkeypatch.setenv("USERS_ARGON2_MAX_CONCURRENT", "0")
     with pytest.raises(ValidationError):
         UsersSettings()
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("150000 100000\n", 2),  # a 1.5-CPU limit: two computations at once
+        ("50000 100000\n", 1),  # below one CPU: still one
+        ("max 100000\n", None),  # no limit: the affinity mask
+        ("garbage", None),
+    ],
+)
+def test_available_cpus_honours_a_cgroup_cpu_limit(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    mask = len(os.sched_getaffinity(0))
+    assert available_cpus(path) == (min(mask, expected) if expected else mask)
+    assert available_cpus(tmp_path / "missing") == mask

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -17,12 +19,20 @@ MIN_MEMORY_COST_KIB = 19 * 1024
 MIN_PARALLELISM = 1
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity mask, further limited by a cgroup v2 CPU
+    quota (a Kubernetes CPU limit), which the affinity mask does not show."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit readable: the mask is all we know
+    return cpus
 
 
 class UsersSettings(ServiceSettings):

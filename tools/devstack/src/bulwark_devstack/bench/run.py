@@ -238,22 +238,22 @@ def print_table(login: LoginResult, edge: EdgeResult, options: Options, db_note:
         f"{options.seconds:g} s measured after {options.warmup:g} s warm-up\n"
     )
     print(f"Login (identity), {login.concurrency} concurrent, {login.users} users rotating")
-    print(f"  {'':44} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"  {'':56} {'per s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     raw_label = (
         f"raw argon2id verify (t={a.time_cost}, m={a.memory_cost_kib} KiB, p={a.parallelism}, "
         f"{a.max_concurrent} at once)"
     )
     for label, r in ((raw_label, raw), ("POST /v1/auth/token password grant via api", api)):
-        print(f"  {label:44} {r.requests_per_s:9.1f} {r.p50_ms:9.1f} {r.p99_ms:9.1f}")
+        print(f"  {label:56} {r.requests_per_s:9.1f} {r.p50_ms:9.1f} {r.p99_ms:9.1f}")
     rounds = ", ".join(f"{r:.2f}" for r in login.ratios)
     print(f"  login / raw = {login.ratio:.2f}   ({_verdict(login.ratio, TARGET_RATIO)})")
     print(f"  (median of per-round ratios: {rounds})")
 
     print(f"\nEdge hot path (resource API), {edge.loadgen}, one uvicorn worker each")
-    print(f"  {'':44} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"  {'':56} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     for name, label in TARGETS.items():
         r = edge.results[name]
-        print(f"  {label:44} {r.requests_per_s:9.0f} {r.p50_ms:9.2f} {r.p99_ms:9.2f}")
+        print(f"  {label:56} {r.requests_per_s:9.0f} {r.p50_ms:9.2f} {r.p99_ms:9.2f}")
     print(f"  c/a = {edge.api_over_bare:.2f}")
     verdict = _verdict(edge.api_over_floor, TARGET_API_OVER_FLOOR)
     print(f"  c/b = {edge.api_over_floor:.2f}   ({verdict})")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bulwark_devstack.infra import venv_script
-from bulwark_devstack.testkit import random_ip, strong_password, unique_name
+from bulwark_devstack.testkit import create_admin, random_ip, strong_password, unique_name
 
 
 @dataclass
@@ -47,21 +45,7 @@ def target(request: pytest.FixtureRequest) -> Target:
         env={"api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]'}}
     )
     username, password = "e2e-admin", "admin-" + secrets.token_urlsafe(18)
-    subprocess.run(
-        [
-            venv_script("bulwark-users"),
-            "create-admin",
-            "--username",
-            username,
-            "--email",
-            "e2e-admin@example.com",
-        ],
-        input=password + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-        env=stack.config.environment("users"),
-    )
+    create_admin(stack, username, password)
     return Target(stack.config.api_url, username, password)
 
 

@@ -30,7 +30,7 @@ from bulwark_devstack import infra
 from bulwark_users.accounts import conflict_field
 from bulwark_users.models import User, migrate
 from bulwark_users.passwords import Passwords
-from bulwark_users.service import UsersServicer
+from bulwark_users.service import LAST_ADMIN, UsersServicer
 
 PW = "violet-kettle-orbit-42"
 PW2 = "amber-lantern-sequoia-7"
@@ -318,7 +318,7 @@ def test_wrong_current_password_changes_nothing(stack: Stack) -> None:
             stack, user.id, email="x@example.com", password=PW2, current_password=PW2
         )
     )
-    assert (code, details) == (CODE.FAILED_PRECONDITION, "current_password: incorrect")
+    assert (code, details) == (CODE.INVALID_ARGUMENT, "current_password: incorrect")
     assert stack.verify(name, PW).ok
     assert get_user(stack, user.id) == user
     assert stack.marker(user.id) is None
@@ -383,6 +383,65 @@ def test_delete(stack: Stack) -> None:
     assert status_of(lambda: stack.stub.DeleteUser(delete_again))[0] == CODE.NOT_FOUND
     assert not stack.verify(name, PW).ok
     stack.create(name)  # the name is free again
+
+
+# --- the last active admin ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_last_active_admin_cannot_be_removed(
+    make_stack: Callable[..., Stack], postgres_url: str, tmp_path: Path, backend: str
+) -> None:
+    # Its own database: the rule counts every admin.
+    s = make_stack(postgres_url if backend == "postgresql" else f"sqlite:///{tmp_path}/u.db")
+    root = s.create("root", roles=["admin"])
+    other = s.create("other", roles=["user"])
+    attempts = {
+        "demote": partial(update_user, s, root.id, roles=["user"]),
+        "disable": partial(update_user, s, root.id, disabled=True),
+        "delete": lambda: s.stub.DeleteUser(users_pb2.DeleteUserRequest(id=root.id)),
+    }
+    for attempt in attempts.values():
+        assert status_of(attempt) == (CODE.FAILED_PRECONDITION, LAST_ADMIN)
+    assert get_user(s, root.id) == root and s.marker(root.id) is None  # nothing changed
+    # Harmless changes of the last admin and changes of others still go through.
+    assert list(update_user(s, root.id, roles=["admin", "user"]).roles) == ["admin", "user"]
+    update_user(s, other.id, disabled=True)
+    # With a second active admin, the first may go; then the second is the last one.
+    update_user(s, other.id, disabled=False, roles=["admin"])
+    assert list(attempts["demote"]().roles) == ["user"]
+    assert (
+        status_of(partial(update_user, s, other.id, disabled=True))[0] == CODE.FAILED_PRECONDITION
+    )
+    # A disabled admin does not count as one that could take over.
+    update_user(s, root.id, roles=["admin"], disabled=True)
+    code, _ = status_of(lambda: s.stub.DeleteUser(users_pb2.DeleteUserRequest(id=other.id)))
+    assert code == CODE.FAILED_PRECONDITION
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one(
+    make_stack: Callable[..., Stack], postgres_url: str
+) -> None:
+    s = make_stack(postgres_url)
+    for _ in range(5):  # a race: run it a few times
+        a, b = (s.create(s.name(n), roles=["admin"]) for n in ("ann", "bob"))
+        start = threading.Barrier(2)
+
+        def demote(user_id: str, start: threading.Barrier = start) -> grpc.StatusCode:
+            start.wait()
+            try:
+                update_user(s, user_id, roles=["user"])
+            except grpc.RpcError as exc:
+                return exc.code()  # type: ignore[no-any-return]
+            return CODE.OK
+
+        with futures.ThreadPoolExecutor(2) as pool:
+            codes = set(pool.map(demote, [a.id, b.id]))
+        assert codes == {CODE.OK, CODE.FAILED_PRECONDITION}
+        roles = sorted(list(get_user(s, i).roles) for i in (a.id, b.id))
+        assert roles == [["admin"], ["user"]]
+        with s.db.transaction() as session:  # out of play for the next round
+            session.execute(update(User).where(User.id.in_([a.id, b.id])).values(disabled=True))
 
 
 # --- VerifyCredentials --------------------------------------------------------------------

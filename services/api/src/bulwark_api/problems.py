@@ -107,7 +107,7 @@ UNAVAILABLE_CODES = {
 # How the users service's refusals reach the client.
 _RPC_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
-    grpc.StatusCode.FAILED_PRECONDITION: 422,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,  # refused in the current state (last admin)
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.PERMISSION_DENIED: 403,

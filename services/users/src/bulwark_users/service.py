@@ -17,8 +17,9 @@ from typing import Any
 
 import grpc
 import redis
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
 from bulwark_common import revocation
@@ -48,6 +49,26 @@ MAX_LIMIT = 100
 Code = grpc.StatusCode
 # Compiled once and cached by SQLAlchemy; the login path runs it on every attempt.
 _BY_USERNAME = select(User.__table__).where(User.__table__.c.username == bindparam("username"))
+# Enabled accounts with the admin role. Roles are a JSON list on both backends; its text
+# form holds the quoted name, so the match is exact ("admin", never "admins").
+_ACTIVE_ADMINS = (
+    select(User.id)
+    .where(User.disabled.is_(False), cast(User.roles, Text).like('%"admin"%'))
+    .order_by(User.id)
+)
+LAST_ADMIN = "the last active admin cannot be demoted, disabled or deleted"
+
+
+def _lock_active_admins(session: Session) -> set[str]:
+    """Lock every active admin's row (PostgreSQL; SQLite serialises writers anyway) and
+    return their ids. Every change that can remove an admin takes these locks first and in
+    one order (by id), so two such changes run one after the other without deadlocking,
+    and the second sees the first: two admins cannot each demote "the other last one"."""
+    return set(session.scalars(_ACTIVE_ADMINS.with_for_update()))
+
+
+def _is_active_admin(user: User) -> bool:
+    return "admin" in user.roles and not user.disabled
 
 
 _rpc = rpc_errors(
@@ -153,11 +174,13 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
         new_email = normalize_email(request.email) if request.HasField("email") else None
         new_roles = normalize_roles(request.roles.roles) if request.HasField("roles") else None
         self_service = request.HasField("current_password")
+        can_remove_admin = new_roles is not None or request.HasField("disabled")
         changed: list[str] = []
         old_roles: list[str] = []
         revoke = False
         try:
             with self._db.transaction() as session:
+                admins = _lock_active_admins(session) if can_remove_admin else set()
                 # Row lock (PostgreSQL): concurrent updates of one user apply one at a time.
                 user = session.scalar(select(User).where(User.id == user_id).with_for_update())
                 if user is None:
@@ -166,7 +189,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
                     user.password_hash, request.current_password
                 ):
                     audit("user.update_denied", user_id=user_id, reason="current_password", **who)
-                    raise Abort(Code.FAILED_PRECONDITION, "current_password: incorrect")
+                    raise Abort(Code.INVALID_ARGUMENT, "current_password: incorrect")
                 if new_email is not None and new_email != user.email:
                     taken = session.scalar(
                         select(User.id).where(User.email == new_email, User.id != user_id)
@@ -189,6 +212,9 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
                     user.disabled = request.disabled
                     changed.append("disabled")
                     revoke = revoke or request.disabled
+                if admins == {user_id} and not _is_active_admin(user):
+                    audit("user.update_denied", user_id=user_id, reason="last_admin", **who)
+                    raise Abort(Code.FAILED_PRECONDITION, LAST_ADMIN)  # rolls it all back
                 if changed:
                     user.updated_at = utcnow()
                     session.flush()  # surface constraint errors before touching Redis
@@ -218,20 +244,20 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
     @_rpc
     def DeleteUser(self, request: Any, context: grpc.ServicerContext) -> Any:
         user_id = self._require_id(request.id)
+        who = {"actor_id": _or_none(request.actor_id), "client_ip": _or_none(request.client_ip)}
         with self._db.transaction() as session:
+            admins = _lock_active_admins(session)
             user = session.get(User, user_id, with_for_update=True)
             if user is None:
                 raise Abort(Code.NOT_FOUND, "user not found")
+            if admins == {user_id}:
+                audit("user.delete_denied", user_id=user_id, reason="last_admin", **who)
+                raise Abort(Code.FAILED_PRECONDITION, LAST_ADMIN)
             session.delete(user)
             session.flush()
             self._revoke(user_id)
         self._revoke(user_id)
-        audit(
-            "user.deleted",
-            user_id=user_id,
-            actor_id=_or_none(request.actor_id),
-            client_ip=_or_none(request.client_ip),
-        )
+        audit("user.deleted", user_id=user_id, **who)
         return users_pb2.DeleteUserResponse()
 
     @_rpc

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 import uuid
 from dataclasses import dataclass
 
 import httpx
+
+from bulwark_devstack.infra import venv_script
+from bulwark_devstack.stack import Stack
 
 
 def random_ip() -> str:
@@ -52,3 +56,22 @@ def sign_up(api_url: str, **form: str) -> Session:
     t.raise_for_status()
     body = t.json()
     return Session(user_id, name, password, body["access_token"], body["refresh_token"])
+
+
+def create_admin(stack: Stack, username: str, password: str) -> None:
+    """`bulwark-users create-admin` on the stack's users database, the password on stdin."""
+    subprocess.run(
+        [
+            venv_script("bulwark-users"),
+            "create-admin",
+            "--username",
+            username,
+            "--email",
+            f"{username}@example.com",
+        ],
+        input=password + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        env=stack.config.environment("users"),
+    )

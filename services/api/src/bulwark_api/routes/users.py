@@ -117,7 +117,8 @@ async def get_user(user_id: uuid.UUID, _: AdminClaims, backends: BackendsDep) ->
 @router.patch(
     "/v1/users/{user_id}",
     response_model=UserOut,
-    responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 503),
+    # 409: the change would leave no active admin.
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -137,7 +138,7 @@ async def update_user(
 @router.delete(
     "/v1/users/{user_id}",
     status_code=204,
-    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),  # 409: the last admin
 )
 async def delete_user(
     user_id: uuid.UUID, claims: AdminClaims, backends: BackendsDep, ip: ClientIP

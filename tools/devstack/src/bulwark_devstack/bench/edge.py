@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bulwark_devstack.bench.loadgen import LoadGenerator, LoadResult
+from bulwark_devstack.bench.loadgen import LoadGenerator, LoadResult, median_ratio, median_run
 from bulwark_devstack.infra import free_port
 from bulwark_devstack.stack import Stack
 
@@ -43,13 +43,7 @@ class EdgeResult:
     rounds: dict[str, list[LoadResult]]
 
     def _ratio(self, num: str, den: str) -> float:
-        # Median of the per-round ratios: the two runs of a round are seconds apart, so they
-        # share the machine's conditions; across rounds those conditions drift.
-        ratios = sorted(
-            n.requests_per_s / d.requests_per_s
-            for n, d in zip(self.rounds[num], self.rounds[den], strict=True)
-        )
-        return ratios[len(ratios) // 2]
+        return median_ratio(self.rounds[num], self.rounds[den])
 
     @property
     def api_over_bare(self) -> float:
@@ -161,5 +155,5 @@ def run_edge(
             for name, base in bases.items():
                 rounds[name].append(loadgen.run(base + path, headers, seconds / ROUNDS))
         for name, runs in rounds.items():
-            results[name] = sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
+            results[name] = median_run(runs)
     return EdgeResult(loadgen.describe(), loadgen.connections, results, rounds)

@@ -52,6 +52,18 @@ def summarize(latencies_s: list[float], seconds: float, errors: int) -> LoadResu
     )
 
 
+def median_run(runs: list[LoadResult]) -> LoadResult:
+    """The round with the median rate (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
+
+
+def median_ratio(num: list[LoadResult], den: list[LoadResult]) -> float:
+    """Median of the per-round rate ratios: the two runs of a round are seconds apart, so
+    they share the machine's conditions; across rounds those conditions drift."""
+    ratios = sorted(n.requests_per_s / d.requests_per_s for n, d in zip(num, den, strict=True))
+    return ratios[len(ratios) // 2]
+
+
 def wrk_path() -> str | None:
     return shutil.which("wrk")
 

@@ -20,7 +20,14 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from bulwark_devstack.bench.loadgen import LoadResult, read_response, run_wrk, summarize
+from bulwark_devstack.bench.loadgen import (
+    LoadResult,
+    median_ratio,
+    median_run,
+    read_response,
+    run_wrk,
+    summarize,
+)
 from bulwark_devstack.testkit import strong_password, unique_name
 from bulwark_users.passwords import Passwords
 from bulwark_users.settings import UsersSettings
@@ -53,11 +60,11 @@ class LoginResult:
 
     @property
     def raw_verify(self) -> LoadResult:
-        return _median(self.raw_rounds)
+        return median_run(self.raw_rounds)
 
     @property
     def login(self) -> LoadResult:
-        return _median(self.login_rounds)
+        return median_run(self.login_rounds)
 
     @property
     def ratios(self) -> list[float]:
@@ -68,9 +75,7 @@ class LoginResult:
 
     @property
     def ratio(self) -> float:
-        # Median of the per-round ratios: the two halves of a round are seconds apart, so
-        # they share the machine's conditions; across rounds those conditions drift.
-        return sorted(self.ratios)[len(self.ratios) // 2]
+        return median_ratio(self.login_rounds, self.raw_rounds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,10 +93,6 @@ class LoginResult:
             "ratio": self.ratio,
             "target_ratio": TARGET_RATIO,
         }
-
-
-def _median(runs: list[LoadResult]) -> LoadResult:
-    return sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
 
 
 def users_argon2_defaults() -> Argon2Params:
@@ -177,7 +178,7 @@ def login_request(netloc: str, account: Account) -> bytes:
 
 
 async def api_logins(
-    api_url: str, accounts: list[Account], concurrency: int, warmup: float, seconds: float
+    api_url: str, accounts: list[Account], concurrency: int, seconds: float
 ) -> LoadResult:
     """`concurrency` keep-alive connections logging in back to back, rotating over the
     accounts. Raw asyncio streams, not an HTTP client library: the client shares the CPUs
@@ -186,8 +187,7 @@ async def api_logins(
     rotation = itertools.cycle([login_request(parts.netloc, a) for a in accounts])
     latencies: list[float] = []
     errors = 0
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
+    stop_at = time.perf_counter() + seconds
 
     async def connection() -> None:
         nonlocal errors
@@ -197,7 +197,7 @@ async def api_logins(
                 writer.write(next(rotation))
                 status = await read_response(reader)
                 done = time.perf_counter()
-                if measure_from <= done <= stop_at:
+                if done <= stop_at:
                     latencies.append(done - began)
                     if status != 200:
                         errors += 1
@@ -255,7 +255,7 @@ def run_login(
                 return run_wrk(
                     wrk, f"{api_url}/v1/auth/token", {}, concurrency, measure, script=script
                 )
-            return asyncio.run(api_logins(api_url, accounts, concurrency, 0, measure))
+            return asyncio.run(api_logins(api_url, accounts, concurrency, measure))
 
         logins(warmup)  # opens connections and pools; not counted
         each = seconds / ROUNDS

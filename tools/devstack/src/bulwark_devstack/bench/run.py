@@ -149,10 +149,12 @@ def run(options: Options) -> dict[str, Any]:
         stack.start_all()
         stack.wait_ready(timeout=90)
         try:
+            # A login costs ~100x an edge read: longer rounds, so each holds hundreds.
+            login_seconds = 2 * options.seconds
             print(
                 f"login: {options.concurrency} concurrent ({loadgen.name}), {options.warmup:g} s "
                 f"warm-up, then {LOGIN_ROUNDS} rounds of api logins and raw argon2id, "
-                f"{2 * options.seconds:g} s each in all ...",
+                f"{login_seconds:g} s each in all ...",
                 flush=True,
             )
             accounts = register(config.api_url, options.users)
@@ -161,8 +163,7 @@ def run(options: Options) -> dict[str, Any]:
                 accounts,
                 concurrency=options.concurrency,
                 warmup=options.warmup,
-                # A login costs ~100x an edge read: longer rounds, so each holds hundreds.
-                seconds=2 * options.seconds,
+                seconds=login_seconds,
                 wrk=loadgen.wrk,
             )
             print(f"edge: {loadgen.describe()}, {options.seconds:g} s per target ...", flush=True)

@@ -99,6 +99,11 @@ def _or_none(value: str) -> str | None:
     return value or None
 
 
+def _who(request: Any) -> dict[str, str | None]:
+    """The audit fields naming who asked for an admin or self-service change, and from where."""
+    return {"actor_id": _or_none(request.actor_id), "client_ip": _or_none(request.client_ip)}
+
+
 class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
     def __init__(
         self, db: Database, passwords: Passwords, redis_client: redis.Redis, redis_prefix: str
@@ -169,7 +174,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
     @_rpc
     def UpdateUser(self, request: Any, context: grpc.ServicerContext) -> Any:
         user_id = self._require_id(request.id)
-        who = {"actor_id": _or_none(request.actor_id), "client_ip": _or_none(request.client_ip)}
+        who = _who(request)
         # What can be checked without the stored row is checked before any lock is taken.
         new_email = normalize_email(request.email) if request.HasField("email") else None
         new_roles = normalize_roles(request.roles.roles) if request.HasField("roles") else None
@@ -244,7 +249,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
     @_rpc
     def DeleteUser(self, request: Any, context: grpc.ServicerContext) -> Any:
         user_id = self._require_id(request.id)
-        who = {"actor_id": _or_none(request.actor_id), "client_ip": _or_none(request.client_ip)}
+        who = _who(request)
         with self._db.transaction() as session:
             admins = _lock_active_admins(session)
             user = session.get(User, user_id, with_for_update=True)

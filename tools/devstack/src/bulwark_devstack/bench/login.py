@@ -8,7 +8,9 @@ ES256 token) should cost little next to it, so the ratio login/raw should stay n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import statistics
 import tempfile
 import threading
 import time
@@ -20,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from bulwark_devstack.bench.cpu import CpuMeter, pinned
 from bulwark_devstack.bench.loadgen import (
     LoadResult,
     median_ratio,
@@ -52,11 +55,14 @@ class Account:
 
 @dataclass(frozen=True)
 class LoginResult:
+    layout: str
     concurrency: int
     users: int
     argon2: Argon2Params
     raw_rounds: list[LoadResult]
     login_rounds: list[LoadResult]
+    raw_cpu_ms: float  # CPU per raw verify
+    cpu_ms: dict[str, float]  # CPU per login, by process (Linux; empty elsewhere)
 
     @property
     def raw_verify(self) -> LoadResult:
@@ -79,6 +85,7 @@ class LoginResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "layout": self.layout,
             "concurrency": self.concurrency,
             "users": self.users,
             "argon2": asdict(self.argon2),
@@ -92,6 +99,8 @@ class LoginResult:
             ],
             "ratio": self.ratio,
             "target_ratio": TARGET_RATIO,
+            "raw_cpu_ms_per_verify": self.raw_cpu_ms,
+            "cpu_ms_per_login": self.cpu_ms,
         }
 
 
@@ -114,31 +123,37 @@ def raw_verify(
     concurrency: int,
     warmup: float,
     seconds: float,
-) -> LoadResult:
+) -> tuple[LoadResult, float]:
     """Verify rate of users' own Passwords, `concurrency` threads (argon2-cffi releases the
-    GIL, so threads run in parallel as the service's gRPC worker threads do)."""
+    GIL, so threads run in parallel as the service's gRPC worker threads do), and the CPU
+    milliseconds one verification takes (this process does nothing else meanwhile)."""
+    cpu_before = time.process_time()
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + seconds
 
     stop = threading.Event()  # set on Ctrl-C, so the pool does not run out the clock
 
-    def worker() -> list[float]:
-        latencies = []
+    def worker() -> tuple[list[float], int]:
+        latencies, done_count = [], 0
         while (began := time.perf_counter()) < stop_at and not stop.is_set():
             if not passwords.verify(stored, password):
                 raise RuntimeError("argon2id verification failed for the right password")
             done = time.perf_counter()
+            done_count += 1
             if measure_from <= done <= stop_at:
                 latencies.append(done - began)
-        return latencies
+        return latencies, done_count
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="argon2") as pool:
         futures = [pool.submit(worker) for _ in range(concurrency)]
         try:
-            latencies = [lat for f in futures for lat in f.result()]
+            results = [f.result() for f in futures]
         finally:
             stop.set()
-    return summarize(latencies, seconds, 0)
+    latencies = [lat for lats, _ in results for lat in lats]
+    verifies = sum(n for _, n in results)
+    cpu_ms = (time.process_time() - cpu_before) * 1000 / max(verifies, 1)
+    return summarize(latencies, seconds, 0), cpu_ms
 
 
 def register(api_url: str, count: int) -> list[Account]:
@@ -234,10 +249,19 @@ def run_login(
     warmup: float,
     seconds: float,
     wrk: str | None = None,
+    meter: CpuMeter | None = None,
+    layout: str = "shared",
+    load_cpus: frozenset[int] | None = None,
+    raw_cpus: frozenset[int] | None = None,
 ) -> LoginResult:
     """After a warm-up of logins, ROUNDS rounds of: logins through api, then raw verifies
-    with the stack idle; `seconds` in all for each side, split over the rounds."""
-    params = users_argon2_defaults()
+    with the stack idle; `seconds` in all for each side, split over the rounds.
+
+    `meter` reads the stack's CPU around the login rounds. `load_cpus` / `raw_cpus` place
+    the load generator and the raw argon2 threads (None: anywhere); the raw side then
+    uses users' default cap on those CPUs, as users does on the CPUs it is given."""
+    with pinned(raw_cpus):
+        params = users_argon2_defaults()
     passwords = Passwords(
         time_cost=params.time_cost,
         memory_cost_kib=params.memory_cost_kib,
@@ -257,10 +281,25 @@ def run_login(
                 )
             return asyncio.run(api_logins(api_url, accounts, concurrency, measure))
 
-        logins(warmup)  # opens connections and pools; not counted
+        with pinned(load_cpus):
+            logins(warmup)  # opens connections and pools; not counted
         each = seconds / ROUNDS
-        raw_rounds, login_rounds = [], []
+        raw_rounds, login_rounds, raw_cpu = [], [], []
         for _ in range(ROUNDS):
-            login_rounds.append(logins(each))
-            raw_rounds.append(raw_verify(passwords, stored, password, concurrency, 0.5, each))
-    return LoginResult(concurrency, len(accounts), params, raw_rounds, login_rounds)
+            with pinned(load_cpus), meter.window() if meter else contextlib.nullcontext():
+                login_rounds.append(logins(each))
+            with pinned(raw_cpus):
+                raw, cpu_ms = raw_verify(passwords, stored, password, concurrency, 0.5, each)
+            raw_rounds.append(raw)
+            raw_cpu.append(cpu_ms)
+    cpu_per_login = meter.per(sum(r.requests for r in login_rounds)) if meter else {}
+    return LoginResult(
+        layout,
+        concurrency,
+        len(accounts),
+        params,
+        raw_rounds,
+        login_rounds,
+        raw_cpu_ms=statistics.median(raw_cpu),
+        cpu_ms=cpu_per_login,
+    )

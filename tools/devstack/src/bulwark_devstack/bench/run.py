@@ -159,16 +159,22 @@ def run(options: Options) -> dict[str, Any]:
                 flush=True,
             )
             accounts = register(config.api_url, options.users)
-            login = run_login(
-                config.api_url,
-                accounts,
-                concurrency=options.concurrency,
-                warmup=options.warmup,
-                seconds=login_seconds,
-                wrk=loadgen.wrk,
-                meter=_meter(stack, postgres=bool(database_urls)),
-                layout=f"shared: every process on all {os.cpu_count()} CPUs",
-            )
+
+            def logins(layout: str, split: Split | None = None) -> LoginResult:
+                return run_login(
+                    config.api_url,
+                    accounts,
+                    concurrency=options.concurrency,
+                    warmup=options.warmup,
+                    seconds=login_seconds,
+                    wrk=loadgen.wrk,
+                    meter=_meter(stack, postgres=bool(database_urls)),
+                    layout=layout,
+                    load_cpus=split.rest if split else None,
+                    raw_cpus=split.users if split else None,
+                )
+
+            login = logins(f"shared: every process on all {os.cpu_count()} CPUs")
             print(f"edge: {loadgen.describe()}, {options.seconds:g} s per target ...", flush=True)
             edge = run_edge(
                 stack,
@@ -182,18 +188,7 @@ def run(options: Options) -> dict[str, Any]:
             if (split := split_cpus()) is not None:
                 print(f"login again, {split.describe()} ...", flush=True)
                 _place(stack, split)
-                dedicated = run_login(
-                    config.api_url,
-                    accounts,
-                    concurrency=options.concurrency,
-                    warmup=options.warmup,
-                    seconds=login_seconds,
-                    wrk=loadgen.wrk,
-                    meter=_meter(stack, postgres=bool(database_urls)),
-                    layout=split.describe(),
-                    load_cpus=split.rest,
-                    raw_cpus=split.users,
-                )
+                dedicated = logins(split.describe(), split)
         except Exception:
             _print_logs(config.log_dir)
             raise

@@ -57,10 +57,15 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
     return sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
 
 
+def round_ratios(num: list[LoadResult], den: list[LoadResult]) -> list[float]:
+    """The rate ratio of each round, in round order."""
+    return [n.requests_per_s / d.requests_per_s for n, d in zip(num, den, strict=True)]
+
+
 def median_ratio(num: list[LoadResult], den: list[LoadResult]) -> float:
     """Median of the per-round rate ratios: the two runs of a round are seconds apart, so
     they share the machine's conditions; across rounds those conditions drift."""
-    ratios = sorted(n.requests_per_s / d.requests_per_s for n, d in zip(num, den, strict=True))
+    ratios = sorted(round_ratios(num, den))
     return ratios[len(ratios) // 2]
 
 

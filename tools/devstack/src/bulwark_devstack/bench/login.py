@@ -28,6 +28,7 @@ from bulwark_devstack.bench.loadgen import (
     median_ratio,
     median_run,
     read_response,
+    round_ratios,
     run_wrk,
     summarize,
 )
@@ -74,10 +75,7 @@ class LoginResult:
 
     @property
     def ratios(self) -> list[float]:
-        return [
-            login.requests_per_s / raw.requests_per_s
-            for login, raw in zip(self.login_rounds, self.raw_rounds, strict=True)
-        ]
+        return round_ratios(self.login_rounds, self.raw_rounds)
 
     @property
     def ratio(self) -> float:

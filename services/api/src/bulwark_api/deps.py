@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bulwark_api.backends import Backends
+from bulwark_api.enduser import ACCESS_TOKEN
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
@@ -100,6 +101,7 @@ async def current_claims(
     response.headers.update(result.rate.headers())
     if not result.rate.allowed:
         raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
+    ACCESS_TOKEN.set(credentials.credentials)  # forwarded to users (enduser.py)
     return claims
 
 

@@ -90,28 +90,73 @@ def generate_pem() -> bytes:
     )
 
 
-class Keyring:
-    """The current key signs; current and previous verify and are published as the JWKS."""
+@dataclass(frozen=True)
+class _KeySet:
+    current: SigningKey
+    previous: SigningKey | None
+    next: SigningKey | None
+    by_kid: dict[str, SigningKey]
 
-    def __init__(self, current: SigningKey, previous: SigningKey | None = None) -> None:
-        self.current = current
-        # A crash mid-rotation can leave previous == current: publish that key once.
-        self.previous = previous if previous is not None and previous.kid != current.kid else None
-        self._by_kid = {k.kid: k for k in self.keys}
+
+class Keyring:
+    """The current key signs. Current, previous (tokens issued before the last rotation)
+    and next (published ahead of a rotation so verifiers know it before any token carries
+    it) verify and are published as the JWKS.
+
+    `replace` swaps in a newer set atomically (one attribute store): signing threads see
+    either the old set or the new one, never a mix."""
+
+    def __init__(
+        self,
+        current: SigningKey,
+        previous: SigningKey | None = None,
+        next_key: SigningKey | None = None,
+    ) -> None:
+        self._set = self._build(current, previous, next_key)
+
+    @staticmethod
+    def _build(
+        current: SigningKey, previous: SigningKey | None, next_key: SigningKey | None
+    ) -> _KeySet:
+        # A crash mid-rotation can leave duplicates: publish each key once.
+        if previous is not None and previous.kid == current.kid:
+            previous = None
+        if next_key is not None and next_key.kid in (current.kid, getattr(previous, "kid", "")):
+            next_key = None
+        keys = [k for k in (current, previous, next_key) if k is not None]
+        return _KeySet(current, previous, next_key, {k.kid: k for k in keys})
 
     @classmethod
-    def from_pems(cls, current: bytes, previous: bytes | None = None) -> Keyring:
+    def from_pems(
+        cls, current: bytes, previous: bytes | None = None, next_pem: bytes | None = None
+    ) -> Keyring:
         return cls(
             SigningKey.from_pem(current),
             SigningKey.from_pem(previous) if previous is not None else None,
+            SigningKey.from_pem(next_pem) if next_pem is not None else None,
         )
+
+    def replace(self, other: Keyring) -> None:
+        self._set = other._set
+
+    @property
+    def current(self) -> SigningKey:
+        return self._set.current
+
+    @property
+    def previous(self) -> SigningKey | None:
+        return self._set.previous
+
+    @property
+    def next(self) -> SigningKey | None:
+        return self._set.next
 
     @property
     def keys(self) -> list[SigningKey]:
-        return [self.current] if self.previous is None else [self.current, self.previous]
+        return list(self._set.by_kid.values())
 
     def verification_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
-        key = self._by_kid.get(kid)
+        key = self._set.by_kid.get(kid)
         return key.public_key if key is not None else None
 
     def jwks(self) -> list[dict[str, str]]:
@@ -119,8 +164,9 @@ class Keyring:
 
     def self_test(self) -> None:
         """Health check: the current key can still sign, and its public half verifies."""
-        signature = self.current.private_key.sign(b"bulwark-health", ec.ECDSA(hashes.SHA256()))
-        self.current.public_key.verify(signature, b"bulwark-health", ec.ECDSA(hashes.SHA256()))
+        key = self.current
+        signature = key.private_key.sign(b"bulwark-health", ec.ECDSA(hashes.SHA256()))
+        key.public_key.verify(signature, b"bulwark-health", ec.ECDSA(hashes.SHA256()))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -1,0 +1,222 @@
+"""Service identity on a real stack (every secret from a real OpenBao): mTLS is required on
+every gRPC port, each method admits only its callers, users checks the end user itself, and
+production refuses to start unsafe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from bulwark.auth.v1 import auth_pb2
+from bulwark.users.v1 import users_pb2, users_pb2_grpc
+from bulwark_common.identity import SUITE_CALLERS
+from bulwark_common.tls import TlsMaterial
+from bulwark_devstack import testca
+from bulwark_devstack.infra import venv_script
+from bulwark_devstack.stack import Stack
+from bulwark_devstack.testkit import create_admin, sign_up, strong_password
+from bulwark_devstack.vault import issue_certificate
+
+Code = grpc.StatusCode
+REQUESTS: dict[str, Any] = {
+    "/bulwark.users.v1.UsersService/VerifyCredentials": users_pb2.VerifyCredentialsRequest(
+        username="nobody", password="x"
+    ),
+    "/bulwark.users.v1.UsersService/GetUser": users_pb2.GetUserRequest(id="nobody"),
+    "/bulwark.users.v1.UsersService/CreateUser": users_pb2.CreateUserRequest(),
+    "/bulwark.users.v1.UsersService/ListUsers": users_pb2.ListUsersRequest(limit=1),
+    "/bulwark.users.v1.UsersService/UpdateUser": users_pb2.UpdateUserRequest(id="nobody"),
+    "/bulwark.users.v1.UsersService/DeleteUser": users_pb2.DeleteUserRequest(id="nobody"),
+    "/bulwark.auth.v1.AuthService/IssueToken": auth_pb2.IssueTokenRequest(),
+    "/bulwark.auth.v1.AuthService/RefreshToken": auth_pb2.RefreshTokenRequest(),
+    "/bulwark.auth.v1.AuthService/RevokeToken": auth_pb2.RevokeTokenRequest(),
+    "/bulwark.auth.v1.AuthService/GetJwks": auth_pb2.GetJwksRequest(),
+}
+DENIED = (Code.PERMISSION_DENIED, Code.UNAUTHENTICATED)
+
+
+@pytest.fixture(scope="module")
+def stack(stack_factory: Any) -> Stack:
+    s: Stack = stack_factory()
+    return s
+
+
+def _allowed(method: str, caller: str) -> bool:
+    entry = SUITE_CALLERS.get(method)
+    if entry is None:
+        entry = SUITE_CALLERS[method.rsplit("/", 1)[0] + "/*"]
+    return caller in entry
+
+
+def _callee(method: str) -> str:
+    return "users" if ".users." in method else "auth"
+
+
+@pytest.fixture(scope="module")
+def identities(stack: Stack) -> dict[str, TlsMaterial]:
+    assert stack.config.vault is not None
+    return {svc: issue_certificate(stack.config.vault, svc) for svc in ("api", "auth", "users")}
+
+
+def _channel(stack: Stack, callee: str, material: TlsMaterial | None) -> grpc.Channel:
+    target = f"127.0.0.1:{stack.config.port(callee)}"
+    if material is None:
+        return grpc.insecure_channel(target)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=material.ca_pem,
+        private_key=material.key_pem,
+        certificate_chain=material.cert_pem,
+    )
+    return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", callee)])
+
+
+def _call(channel: grpc.Channel, method: str, metadata: Any = None) -> Code:
+    request = REQUESTS[method]
+    reply_type = {
+        "VerifyCredentials": users_pb2.VerifyCredentialsResponse,
+        "ListUsers": users_pb2.ListUsersResponse,
+        "DeleteUser": users_pb2.DeleteUserResponse,
+        "GetJwks": auth_pb2.GetJwksResponse,
+        "RevokeToken": auth_pb2.RevokeTokenResponse,
+        "IssueToken": auth_pb2.TokenResponse,
+        "RefreshToken": auth_pb2.TokenResponse,
+    }.get(method.rsplit("/", 1)[1], users_pb2.User)
+    call = channel.unary_unary(
+        method,
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=reply_type.FromString,
+    )
+    try:
+        call(request, timeout=5, metadata=metadata)
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return Code.OK
+
+
+def test_plaintext_clients_are_refused_on_every_grpc_port(stack: Stack) -> None:
+    for method in REQUESTS:
+        with _channel(stack, _callee(method), None) as channel:
+            assert _call(channel, method) == Code.UNAVAILABLE, method
+
+
+def test_a_client_certificate_from_another_ca_is_refused(stack: Stack) -> None:
+    ca = testca.CertAuthority("not bulwark CA")
+    assert stack.config.vault is not None
+    for caller in ("api", "auth"):
+        forged = ca.issue(caller, namespace=stack.config.vault.namespace)
+        # Trust the real CA for the server side, present the forged identity.
+        real_ca = issue_certificate(stack.config.vault, "api").ca_pem
+        material = TlsMaterial(forged.key_pem, forged.cert_pem, real_ca, forged.not_after)
+        for method in REQUESTS:
+            with _channel(stack, _callee(method), material) as channel:
+                assert _call(channel, method) == Code.UNAVAILABLE, (caller, method)
+
+
+def test_each_method_admits_only_its_callers(
+    stack: Stack, identities: dict[str, TlsMaterial]
+) -> None:
+    for method in REQUESTS:
+        for caller, material in identities.items():
+            with _channel(stack, _callee(method), material) as channel:
+                code = _call(channel, method)
+            if _allowed(method, caller):
+                # Past the caller check: the handler (or users' end-user rule) answered.
+                assert code != Code.UNAUTHENTICATED, (caller, method)
+                if code == Code.PERMISSION_DENIED:
+                    assert caller == "api" and ".users." in method, (caller, method)
+            else:
+                assert code == Code.PERMISSION_DENIED, (caller, method, code)
+
+
+def test_the_denied_peer_is_named_in_the_audit_log(
+    stack: Stack, identities: dict[str, TlsMaterial]
+) -> None:
+    with _channel(stack, "users", identities["api"]) as channel:
+        assert (
+            _call(channel, "/bulwark.users.v1.UsersService/VerifyCredentials")
+            == Code.PERMISSION_DENIED
+        )
+    assert stack.config.log_dir is not None
+    log = (stack.config.log_dir / "users.log").read_text()
+    denied = [line for line in log.splitlines() if '"rpc.denied"' in line]
+    assert any("sa/api" in line and "VerifyCredentials" in line for line in denied), denied
+
+
+@pytest.fixture(scope="module")
+def accounts(stack: Stack) -> Iterator[dict[str, str]]:
+    admin_password = strong_password()
+    create_admin(stack, "identity-admin", admin_password)
+    user = sign_up(stack.config.api_url)
+    with httpx.Client(base_url=stack.config.api_url, timeout=10) as http:
+        admin = http.post(
+            "/v1/auth/token",
+            data={
+                "grant_type": "password",
+                "username": "identity-admin",
+                "password": admin_password,
+            },
+        )
+        assert admin.status_code == 200, admin.text
+        yield {
+            "user": user.access_token,
+            "user_id": user.user_id,
+            "admin": admin.json()["access_token"],
+        }
+
+
+def test_users_refuses_a_non_admin_token_on_admin_rpcs_even_from_api(
+    stack: Stack, identities: dict[str, TlsMaterial], accounts: dict[str, str]
+) -> None:
+    def as_api(method: str, token: str | None) -> Code:
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        with _channel(stack, "users", identities["api"]) as channel:
+            return _call(channel, method, metadata)
+
+    admin_only = [
+        "/bulwark.users.v1.UsersService/ListUsers",
+        "/bulwark.users.v1.UsersService/DeleteUser",
+    ]
+    for method in admin_only:
+        assert as_api(method, None) == Code.PERMISSION_DENIED, method
+        assert as_api(method, accounts["user"]) == Code.PERMISSION_DENIED, method
+        assert as_api(method, "not-a-token") == Code.PERMISSION_DENIED, method
+    # The same call with an admin's token passes users' own check.
+    assert as_api(admin_only[0], accounts["admin"]) == Code.OK
+    # A user may read their own account, not someone else's.
+    with _channel(stack, "users", identities["api"]) as channel:
+        users = users_pb2_grpc.UsersServiceStub(channel)
+        own = users.GetUser(
+            users_pb2.GetUserRequest(id=accounts["user_id"]),
+            timeout=5,
+            metadata=[("authorization", f"Bearer {accounts['user']}")],
+        )
+        assert own.id == accounts["user_id"]
+
+
+@pytest.mark.parametrize("service", ["users", "auth", "api"])
+def test_production_refuses_to_start_without_vault(service: str) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("USERS_", "AUTH_", "API_", "BULWARK_", "VAULT_"))
+    }
+    # No BULWARK_ENV: production is the default.
+    done = subprocess.run(
+        [venv_script(f"bulwark-{service}"), "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "refusing to start in production" in lines[0]
+    assert "VAULT_ADDR" in lines[0] and f"{service.upper()}_DATABASE_URL" in lines[0]

@@ -1,0 +1,148 @@
+"""mTLS on the gRPC port and the caller matrix: who is refused, with which status, and that
+a refused call never reaches its handler."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+
+from bulwark_common import grpcio
+from bulwark_common.tls import spiffe_id
+from bulwark_devstack import health
+from bulwark_devstack.testca import AUTH_ONLY, OPEN, UNLISTED, CertAuthority, Running, StaticCerts
+
+Code = grpc.StatusCode
+
+
+def call(channel: grpc.Channel, method: str) -> Code:
+    try:
+        channel.unary_unary(method)(b"", timeout=5)  # empty: a valid message of any type
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return Code.OK
+
+
+def mtls(target: str, certs: StaticCerts, server_name: str = "users") -> grpc.Channel:
+    return grpcio.channel(target, 5.0, tls=certs, server_name=server_name)
+
+
+def raw_channel(target: str, creds: grpc.ChannelCredentials) -> grpc.Channel:
+    return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", "users")])
+
+
+def test_right_service_passes_and_handler_sees_its_name(ca: CertAuthority, users: Running) -> None:
+    with mtls(users.target, StaticCerts(ca, "auth")) as channel:
+        assert [call(channel, m) for m in (OPEN, AUTH_ONLY)] == [Code.OK, Code.OK]
+    assert users.echo.calls == [("Open", "auth"), ("AuthOnly", "auth")]
+
+
+def test_wrong_service_is_denied_per_method_before_the_handler(
+    ca: CertAuthority, users: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bulwark.audit")
+    with mtls(users.target, StaticCerts(ca, "api")) as channel:
+        codes = {m: call(channel, m) for m in (OPEN, AUTH_ONLY, UNLISTED, "/x.Nope/Gone")}
+    assert codes == {
+        OPEN: Code.OK,
+        AUTH_ONLY: Code.PERMISSION_DENIED,
+        UNLISTED: Code.PERMISSION_DENIED,  # no matrix entry: fail closed
+        "/x.Nope/Gone": Code.PERMISSION_DENIED,
+    }
+    assert users.echo.calls == [("Open", "api")]
+    denied = [r.__dict__ for r in caplog.records if r.getMessage() == "rpc.denied"]
+    assert [(d["method"], d["reason"]) for d in denied] == [
+        (AUTH_ONLY, "caller not allowed"),
+        (UNLISTED, "caller not allowed"),
+        ("/x.Nope/Gone", "caller not allowed"),
+    ]
+    assert {d["peer_id"] for d in denied} == {spiffe_id("default", "api")}
+
+
+def test_unlisted_method_is_denied_even_to_a_listed_service(
+    ca: CertAuthority, users: Running
+) -> None:
+    with mtls(users.target, StaticCerts(ca, "auth")) as channel:
+        assert call(channel, UNLISTED) == Code.PERMISSION_DENIED
+    assert users.echo.calls == []
+
+
+@pytest.mark.parametrize(
+    "uris",
+    [
+        [],  # no SPIFFE id at all
+        [spiffe_id("other-ns", "auth")],  # right service, another namespace
+        ["spiffe://elsewhere/ns/default/sa/auth"],  # another trust domain
+        [spiffe_id("default", "auth"), spiffe_id("default", "api")],  # ambiguous
+    ],
+)
+def test_certificate_without_our_identity_is_unauthenticated(
+    ca: CertAuthority, users: Running, caplog: pytest.LogCaptureFixture, uris: list[str]
+) -> None:
+    caplog.set_level(logging.INFO, logger="bulwark.audit")
+    material = ca.issue("auth", uris=uris)
+    creds = grpc.ssl_channel_credentials(ca.ca_pem, material.key_pem, material.cert_pem)
+    with raw_channel(users.target, creds) as channel:
+        assert call(channel, OPEN) == Code.UNAUTHENTICATED
+        assert call(channel, "/grpc.health.v1.Health/Check") == Code.UNAUTHENTICATED
+    assert users.echo.calls == []
+    assert [r.__dict__["reason"] for r in caplog.records if r.getMessage() == "rpc.denied"] == [
+        "no service identity"
+    ] * 2
+
+
+def test_plaintext_client_is_refused(users: Running) -> None:
+    with grpc.insecure_channel(users.target) as channel:
+        assert call(channel, OPEN) == Code.UNAVAILABLE
+    assert users.echo.calls == []
+
+
+def test_client_without_certificate_is_refused(ca: CertAuthority, users: Running) -> None:
+    with raw_channel(users.target, grpc.ssl_channel_credentials(ca.ca_pem)) as channel:
+        assert call(channel, OPEN) == Code.UNAVAILABLE
+    assert users.echo.calls == []
+
+
+def test_client_certificate_from_another_ca_is_refused(ca: CertAuthority, users: Running) -> None:
+    # The client trusts our server, so only its own certificate can be the reason.
+    forged = CertAuthority("not ours").issue("auth")
+    creds = grpc.ssl_channel_credentials(ca.ca_pem, forged.key_pem, forged.cert_pem)
+    with raw_channel(users.target, creds) as channel:
+        assert call(channel, OPEN) == Code.UNAVAILABLE
+    assert users.echo.calls == []
+
+
+def test_client_refuses_a_server_with_another_identity(ca: CertAuthority, users: Running) -> None:
+    # The server is "users"; a client that wants "auth" must not talk to it.
+    with mtls(users.target, StaticCerts(ca, "api"), server_name="auth") as channel:
+        assert call(channel, OPEN) == Code.UNAVAILABLE
+    # A client that trusts another CA refuses our server too.
+    other = StaticCerts(CertAuthority("not ours"), "api")
+    with mtls(users.target, other) as channel:
+        assert call(channel, OPEN) == Code.UNAVAILABLE
+    assert users.echo.calls == []
+
+
+def test_health_only_port_answers_health_and_nothing_else(
+    ca: CertAuthority, users: Running
+) -> None:
+    assert health.check(users.health_target) == "SERVING"
+    assert health.check(users.health_target, "bulwark.test.v1.Echo") == "SERVING"
+    with grpc.insecure_channel(users.health_target) as channel:
+        assert call(channel, OPEN) == Code.UNIMPLEMENTED
+    assert users.echo.calls == []
+
+
+def test_health_over_mtls_on_the_main_port(ca: CertAuthority, users: Running) -> None:
+    material = ca.issue("api")
+    tls = health.ClientTls(material.cert_pem, material.key_pem, ca.ca_pem, "users")
+    assert health.check(users.target, tls=tls) == "SERVING"
+    assert health.check(users.target) == "UNAVAILABLE"  # plaintext on the mTLS port
+    wrong_name = health.ClientTls(material.cert_pem, material.key_pem, ca.ca_pem, "auth")
+    assert health.check(users.target, tls=wrong_name) == "UNAVAILABLE"
+
+
+def test_mtls_channel_needs_the_callee_name(ca: CertAuthority) -> None:
+    with pytest.raises(ValueError, match="server_name"):
+        grpcio.channel("127.0.0.1:1", 1.0, tls=StaticCerts(ca, "api"))

@@ -83,7 +83,8 @@ class CertAuthority:
         `uris` replaces it ([] = none), DNS SANs `<service>` and localhost, IP 127.0.0.1."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        not_after = now + dt.timedelta(seconds=ttl)
+        # Whole seconds, as X.509 stores it: not_after is then exactly when it expires.
+        not_after = (now + dt.timedelta(seconds=ttl)).replace(microsecond=0)
         names: list[x509.GeneralName] = [
             x509.UniformResourceIdentifier(u)
             for u in (uris if uris is not None else [spiffe_id(namespace, service)])

@@ -4,14 +4,27 @@ a refused call never reaches its handler."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from bulwark_common import grpcio
 from bulwark_common.tls import spiffe_id
 from bulwark_devstack import health
-from bulwark_devstack.testca import AUTH_ONLY, OPEN, UNLISTED, CertAuthority, Running, StaticCerts
+from bulwark_devstack.testca import (
+    AUTH_ONLY,
+    OPEN,
+    UNLISTED,
+    CertAuthority,
+    Echo,
+    Running,
+    StaticCerts,
+    start_echo_server,
+)
 
 Code = grpc.StatusCode
 
@@ -146,3 +159,68 @@ def test_health_over_mtls_on_the_main_port(ca: CertAuthority, users: Running) ->
 def test_mtls_channel_needs_the_callee_name(ca: CertAuthority) -> None:
     with pytest.raises(ValueError, match="server_name"):
         grpcio.channel("127.0.0.1:1", 1.0, tls=StaticCerts(ca, "api"))
+
+
+def reflected_services(channel: grpc.Channel) -> list[str]:
+    """Reflection is a bidirectional stream: this also exercises the streaming guard."""
+    db = ProtoReflectionDescriptorDatabase(channel)
+    return sorted(db.get_services())
+
+
+def test_reflection_only_when_enabled_and_only_for_known_peers(ca: CertAuthority) -> None:
+    running = start_echo_server(StaticCerts(ca, "users"), reflection=True)
+    try:
+        with mtls(running.target, StaticCerts(ca, "api")) as channel:
+            assert "bulwark.test.v1.Echo" in reflected_services(channel)
+        stranger = ca.issue("api", uris=[spiffe_id("other-ns", "api")])
+        creds = grpc.ssl_channel_credentials(ca.ca_pem, stranger.key_pem, stranger.cert_pem)
+        with raw_channel(running.target, creds) as channel, pytest.raises(grpc.RpcError) as denied:
+            reflected_services(channel)
+        assert denied.value.code() == Code.UNAUTHENTICATED
+    finally:
+        running.server.stop(0)
+
+
+def test_reflection_is_off_by_default(ca: CertAuthority, users: Running) -> None:
+    with (
+        mtls(users.target, StaticCerts(ca, "api")) as channel,
+        pytest.raises(grpc.RpcError) as denied,
+    ):
+        reflected_services(channel)
+    assert denied.value.code() == Code.PERMISSION_DENIED
+
+
+def test_without_tls_the_server_is_plaintext_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    echo = Echo()
+    server = grpcio.build_server(
+        name="dev", host="127.0.0.1", port=0, register=echo.register, checks={}
+    )
+    server.start()
+    try:
+        assert any(
+            r.levelno == logging.WARNING and "plaintext" in r.getMessage() for r in caplog.records
+        )
+        with grpcio.channel(f"127.0.0.1:{server.port}", 5.0) as channel:
+            assert call(channel, OPEN) == Code.OK
+    finally:
+        server.stop(0)
+    assert echo.calls == [("Open", None)]  # no identity without mTLS
+
+
+def test_probe_cli_over_mtls(ca: CertAuthority, users: Running, tmp_path: Path) -> None:
+    material = ca.issue("api")
+    files = {"cert": material.cert_pem, "key": material.key_pem, "ca": ca.ca_pem}
+    for name, pem in files.items():
+        (tmp_path / name).write_bytes(pem)
+    tls_args = [f"--tls-{n}={tmp_path / n}" for n in files]
+    with pytest.raises(SystemExit) as ok:
+        health.main([users.target, *tls_args, "--server-name=users"])
+    assert ok.value.code == 0
+    with pytest.raises(SystemExit) as plain:
+        health.main([users.health_target])
+    assert plain.value.code == 0
+    with pytest.raises(SystemExit) as incomplete:
+        health.main([users.target, *tls_args])  # no --server-name
+    assert incomplete.value.code == 2

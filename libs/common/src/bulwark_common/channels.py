@@ -1,5 +1,6 @@
-"""Client channels that follow certificate renewal: stubs keep one proxy channel, and each
-call resolves the channel built from the newest certificate.
+"""Client channels: traced, every call with a deadline, and with mTLS following certificate
+renewal: stubs keep one proxy channel, and each call resolves the channel built from the
+newest certificate.
 
 A renewal (source callback, any thread) only records the new material. The next call, in
 the caller's thread (or event loop), builds the new channel, and the old one is closed once
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, grpcext
 
+from bulwark_common.credentials import channel_credentials
 from bulwark_common.tls import CertSource, TlsMaterial
 
 C = TypeVar("C")
@@ -176,3 +179,103 @@ class AioRenewingChannel(_Renewing[grpc.aio.Channel], grpc.aio.Channel):  # type
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = details._replace(timeout=self._seconds)
+        return continuation(details, request)
+
+
+class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = details._replace(timeout=self._seconds)
+        return await continuation(details, request)
+
+
+# Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), and notice
+# dead peers behind idle connections.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 5000),
+]
+
+
+def _tls_options(server_name: str | None) -> list[tuple[str, Any]]:
+    if not server_name:
+        raise ValueError("mTLS channels need server_name: the callee's service name")
+    # Verify who the server is (its certificate names the service), not where it is.
+    return [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name)]
+
+
+def channel(
+    target: str,
+    deadline_seconds: float,
+    *,
+    tls: CertSource | None = None,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """A blocking channel: traced, and no call on it can wait forever. With `tls`: mTLS to
+    the service `server_name`, following certificate renewals."""
+
+    def build(material: TlsMaterial | None) -> grpc.Channel:
+        raw = (
+            grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            if material is None
+            else grpc.secure_channel(
+                target, channel_credentials(material), options=_tls_options(server_name)
+            )
+        )
+        deadline_bound = grpc.intercept_channel(raw, _DeadlineInterceptor(deadline_seconds))
+        # OTel's client interceptor has its own wrapper type that grpc.intercept_channel rejects.
+        return grpcext.intercept_channel(
+            deadline_bound,
+            client_interceptor(),  # type: ignore[no-untyped-call]
+        )
+
+    if tls is None:
+        return build(None)
+    _tls_options(server_name)  # fail at construction, not at the first call
+    return RenewingChannel(tls, build, deadline_seconds)
+
+
+def aio_channel(
+    target: str,
+    deadline_seconds: float,
+    *,
+    tls: CertSource | None = None,
+    server_name: str | None = None,
+) -> grpc.aio.Channel:
+    """The asyncio twin of `channel`."""
+
+    def build(material: TlsMaterial | None) -> grpc.aio.Channel:
+        interceptors = [
+            _AioDeadlineInterceptor(deadline_seconds),
+            *aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        ]
+        if material is None:
+            return grpc.aio.insecure_channel(
+                target, options=CHANNEL_OPTIONS, interceptors=interceptors
+            )
+        return grpc.aio.secure_channel(
+            target,
+            channel_credentials(material),
+            options=_tls_options(server_name),
+            interceptors=interceptors,
+        )
+
+    if tls is None:
+        return build(None)
+    _tls_options(server_name)
+    return AioRenewingChannel(tls, build, deadline_seconds)

@@ -1,5 +1,6 @@
-"""gRPC plumbing: a server with real health, reflection, tracing and graceful shutdown, and
-client channels on which every call carries a deadline."""
+"""gRPC plumbing: a server with mTLS and caller checks, real health (also on a plaintext
+health-only port for probes), optional reflection, tracing and graceful shutdown; and client
+channels on which every call carries a deadline."""
 
 from __future__ import annotations
 
@@ -9,23 +10,20 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
-from opentelemetry.instrumentation.grpc import (
-    aio_client_interceptors,
-    client_interceptor,
-    grpcext,
-    server_interceptor,
-)
+from opentelemetry.instrumentation.grpc import server_interceptor
 
-from bulwark_common.channels import AioRenewingChannel, RenewingChannel
-from bulwark_common.credentials import channel_credentials, server_credentials
+from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
+from bulwark_common.credentials import server_credentials
 from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
 from bulwark_common.process import freeze_startup_heap
-from bulwark_common.tls import CertSource, TlsMaterial
+from bulwark_common.tls import CertSource
+
+# Clients live in bulwark_common.channels; grpcio.channel is the name services use.
+__all__ = ["CHANNEL_OPTIONS", "Server", "aio_channel", "build_server", "channel", "serve"]
 
 log = logging.getLogger("bulwark.grpc")
 
@@ -235,103 +233,3 @@ def serve(
     if on_stop is not None:
         on_stop()
     log.info("stopped")
-
-
-class _DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
-        return continuation(details, request)
-
-
-class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
-        return await continuation(details, request)
-
-
-# Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), and notice
-# dead peers behind idle connections.
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 30000),
-    ("grpc.keepalive_timeout_ms", 5000),
-]
-
-
-def _tls_options(server_name: str | None) -> list[tuple[str, Any]]:
-    if not server_name:
-        raise ValueError("mTLS channels need server_name: the callee's service name")
-    # Verify who the server is (its certificate names the service), not where it is.
-    return [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name)]
-
-
-def channel(
-    target: str,
-    deadline_seconds: float,
-    *,
-    tls: CertSource | None = None,
-    server_name: str | None = None,
-) -> grpc.Channel:
-    """A blocking channel: traced, and no call on it can wait forever. With `tls`: mTLS to
-    the service `server_name`, following certificate renewals."""
-
-    def build(material: TlsMaterial | None) -> grpc.Channel:
-        raw = (
-            grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-            if material is None
-            else grpc.secure_channel(
-                target, channel_credentials(material), options=_tls_options(server_name)
-            )
-        )
-        deadline_bound = grpc.intercept_channel(raw, _DeadlineInterceptor(deadline_seconds))
-        # OTel's client interceptor has its own wrapper type that grpc.intercept_channel rejects.
-        return grpcext.intercept_channel(
-            deadline_bound,
-            client_interceptor(),  # type: ignore[no-untyped-call]
-        )
-
-    if tls is None:
-        return build(None)
-    _tls_options(server_name)  # fail at construction, not at the first call
-    return RenewingChannel(tls, build, deadline_seconds)
-
-
-def aio_channel(
-    target: str,
-    deadline_seconds: float,
-    *,
-    tls: CertSource | None = None,
-    server_name: str | None = None,
-) -> grpc.aio.Channel:
-    """The asyncio twin of `channel`."""
-
-    def build(material: TlsMaterial | None) -> grpc.aio.Channel:
-        interceptors = [
-            _AioDeadlineInterceptor(deadline_seconds),
-            *aio_client_interceptors(),  # type: ignore[no-untyped-call]
-        ]
-        if material is None:
-            return grpc.aio.insecure_channel(
-                target, options=CHANNEL_OPTIONS, interceptors=interceptors
-            )
-        return grpc.aio.secure_channel(
-            target,
-            channel_credentials(material),
-            options=_tls_options(server_name),
-            interceptors=interceptors,
-        )
-
-    if tls is None:
-        return build(None)
-    _tls_options(server_name)
-    return AioRenewingChannel(tls, build, deadline_seconds)

@@ -17,6 +17,23 @@ from bulwark_common.tls import TRUST_DOMAIN
 # Full method name ("/pkg.Service/Method") or a whole service ("/pkg.Service/*") -> callers.
 Callers = Mapping[str, frozenset[str]]
 
+_USERS = "/bulwark.users.v1.UsersService/"
+_AUTH = "/bulwark.auth.v1.AuthService/"
+# The suite's caller matrix (docs/identity-and-secrets.md): both servers pass this one map;
+# entries for the other service's methods are simply never looked up. A method's own entry
+# takes precedence over its service-wide "/*" entry.
+SUITE_CALLERS: Callers = {
+    f"{_USERS}VerifyCredentials": frozenset({"auth"}),
+    f"{_USERS}GetUser": frozenset({"api", "auth"}),
+    **{
+        f"{_USERS}{m}": frozenset({"api"})
+        for m in ("CreateUser", "ListUsers", "UpdateUser", "DeleteUser")
+    },
+    f"{_AUTH}*": frozenset({"api"}),
+    # users verifies admin tokens with auth's keys itself (defence in depth).
+    f"{_AUTH}GetJwks": frozenset({"api", "users"}),
+}
+
 HEALTH_SERVICE = "/grpc.health.v1.Health/"
 REFLECTION_SERVICES = (
     "/grpc.reflection.v1alpha.ServerReflection/",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -155,9 +154,6 @@ class StaticCerts:
         for callback in subscribers:
             callback(material)
         return material
-
-    def seconds_left(self) -> float:
-        return self._material.not_after - time.time()
 
 
 # An mTLS server with a small caller matrix, for tests of the identity plumbing.

@@ -3,11 +3,13 @@ a refused call never reaches its handler."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -224,3 +226,26 @@ def test_probe_cli_over_mtls(ca: CertAuthority, users: Running, tmp_path: Path) 
     with pytest.raises(SystemExit) as incomplete:
         health.main([users.target, *tls_args])  # no --server-name
     assert incomplete.value.code == 2
+
+
+def test_generated_stubs_work_on_renewing_channels(ca: CertAuthority, users: Running) -> None:
+    request = health_pb2.HealthCheckRequest(service="bulwark.test.v1.Echo")
+    certs = StaticCerts(ca, "api")
+    with mtls(users.target, certs) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        assert stub.Check(request).status == health_pb2.HealthCheckResponse.SERVING
+        certs.reissue()  # the same stub carries on over the new channel
+        assert stub.Check(request).status == health_pb2.HealthCheckResponse.SERVING
+
+    async def aio() -> tuple[int, int]:
+        channel = grpcio.aio_channel(users.target, 5.0, tls=certs, server_name="users")
+        stub = health_pb2_grpc.HealthStub(channel)
+        first = await stub.Check(request)
+        certs.reissue()
+        second = await stub.Check(request)
+        await channel.close()
+        return first.status, second.status
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert asyncio.run(aio()) == (serving, serving)
+    assert users.echo.calls == []  # health answered; the echo handlers never ran

@@ -175,6 +175,7 @@ def build_server(
         built.health_only = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{name}-health"),
             options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=16,  # unauthenticated: bounded
         )
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, built.health_only)
         built.health_port = _bind(built.health_only, f"{host}:{health_port}", name, None)

@@ -1,5 +1,6 @@
-"""gRPC plumbing: a server with real health, reflection, tracing and graceful shutdown, and
-client channels on which every call carries a deadline."""
+"""gRPC plumbing: a server with mTLS and caller checks, real health (also on a plaintext
+health-only port for probes), optional reflection, tracing and graceful shutdown; and client
+channels on which every call carries a deadline."""
 
 from __future__ import annotations
 
@@ -8,24 +9,28 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import (
-    aio_client_interceptors,
-    client_interceptor,
-    grpcext,
-    server_interceptor,
-)
+from grpc_reflection.v1alpha import reflection as grpc_reflection
+from opentelemetry.instrumentation.grpc import server_interceptor
 
+from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
+from bulwark_common.credentials import server_credentials
+from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
 from bulwark_common.process import freeze_startup_heap
+from bulwark_common.tls import CertSource
+
+# Clients live in bulwark_common.channels; grpcio.channel is the name services use.
+__all__ = ["CHANNEL_OPTIONS", "Server", "aio_channel", "build_server", "channel", "serve"]
 
 log = logging.getLogger("bulwark.grpc")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+SERVER_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.so_reuseport", 0)]
 
 # A dependency check raises (anything) when the dependency is not usable.
 Check = Callable[[], None]
@@ -84,6 +89,99 @@ class HealthMonitor:
         self._servicer.enter_graceful_shutdown()
 
 
+@dataclass
+class Server:
+    """A built, not yet started server: the mTLS (or dev plaintext) port and, when asked
+    for, a plaintext port answering only grpc.health.v1 (probes carry no certificate)."""
+
+    name: str
+    main: grpc.Server
+    port: int
+    monitor: HealthMonitor
+    services: list[str]
+    health_only: grpc.Server | None = None
+    health_port: int | None = None
+
+    def start(self) -> None:
+        self.main.start()
+        if self.health_only is not None:
+            self.health_only.start()
+        self.monitor.start()
+
+    def stop(self, grace_seconds: float) -> None:
+        self.monitor.shutdown()
+        stopping = [self.main.stop(grace_seconds)]
+        if self.health_only is not None:
+            stopping.append(self.health_only.stop(grace_seconds))
+        for event in stopping:
+            event.wait()
+
+
+def _bind(
+    server: grpc.Server, address: str, name: str, creds: grpc.ServerCredentials | None
+) -> int:
+    bound = (
+        server.add_insecure_port(address)
+        if creds is None
+        else server.add_secure_port(address, creds)
+    )
+    if not bound:
+        raise SystemExit(f"bulwark-{name}: cannot listen on {address}")
+    return int(bound)
+
+
+def build_server(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    register: Callable[[grpc.Server], Iterable[str]],
+    checks: Mapping[str, Check],
+    max_workers: int = 16,
+    tls: CertSource | None = None,
+    callers: Callers | None = None,
+    health_port: int | None = None,
+    reflection: bool = False,
+) -> Server:
+    """With `tls`: the main port speaks mTLS only and `callers` is enforced before every
+    handler (unlisted methods are denied). Without: plaintext, for dev without Vault."""
+    interceptors: list[grpc.ServerInterceptor] = [server_interceptor()]  # type: ignore[no-untyped-call]
+    if tls is not None:
+        own = certificate_identity(tls.material().cert_pem)
+        if own is None:
+            raise SystemExit(f"bulwark-{name}: own certificate carries no bulwark SPIFFE id")
+        policy = CallerPolicy(own[0], callers or {}, reflection=reflection)
+        interceptors.append(CallerInterceptor(policy))
+    else:
+        log.warning("plaintext gRPC without caller checks: dev without Vault only")
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
+        interceptors=interceptors,
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=max_workers * 8,
+    )
+    services = list(register(server))
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    monitor = HealthMonitor(health_servicer, services, checks)
+    if reflection:
+        grpc_reflection.enable_server_reflection(
+            [*services, health.SERVICE_NAME, grpc_reflection.SERVICE_NAME], server
+        )
+    creds = None if tls is None else server_credentials(tls)
+    built = Server(name, server, _bind(server, f"{host}:{port}", name, creds), monitor, services)
+    if health_port is not None:
+        # Its own server, so no other service is reachable without a certificate.
+        built.health_only = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{name}-health"),
+            options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=16,  # unauthenticated: bounded
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, built.health_only)
+        built.health_port = _bind(built.health_only, f"{host}:{health_port}", name, None)
+    return built
+
+
 def serve(
     *,
     name: str,
@@ -94,93 +192,45 @@ def serve(
     max_workers: int = 16,
     grace_seconds: float = 10.0,
     on_stop: Callable[[], None] | None = None,
+    tls: CertSource | None = None,
+    callers: Callers | None = None,
+    health_port: int | None = None,
+    reflection: bool = False,
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then finish in-flight calls and return.
 
     `register` adds the servicers and returns their full service names."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[server_interceptor()],  # type: ignore[no-untyped-call]
-        options=[("grpc.max_receive_message_length", 1 << 20), ("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=max_workers * 8,
+    server = build_server(
+        name=name,
+        host=host,
+        port=port,
+        register=register,
+        checks=checks,
+        max_workers=max_workers,
+        tls=tls,
+        callers=callers,
+        health_port=health_port,
+        reflection=reflection,
     )
-    services = list(register(server))
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    monitor = HealthMonitor(health_servicer, services, checks)
-    reflection.enable_server_reflection(
-        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise SystemExit(f"bulwark-{name}: cannot listen on {host}:{port}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     freeze_startup_heap()
     server.start()
-    monitor.start()
-    log.info("listening", extra={"address": f"{host}:{bound}", "services": services})
+    log.info(
+        "listening",
+        extra={
+            "address": f"{host}:{server.port}",
+            "mtls": tls is not None,
+            "health_address": None
+            if server.health_port is None
+            else f"{host}:{server.health_port}",
+            "services": server.services,
+        },
+    )
     stop.wait()
     log.info("shutting down: draining in-flight calls", extra={"grace_seconds": grace_seconds})
-    monitor.shutdown()
-    server.stop(grace_seconds).wait()
+    server.stop(grace_seconds)
     if on_stop is not None:
         on_stop()
     log.info("stopped")
-
-
-class _DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
-        return continuation(details, request)
-
-
-class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
-        return await continuation(details, request)
-
-
-# Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), and notice
-# dead peers behind idle connections.
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 30000),
-    ("grpc.keepalive_timeout_ms", 5000),
-]
-
-
-def channel(target: str, deadline_seconds: float) -> grpc.Channel:
-    """A blocking channel: traced, and no call on it can wait forever."""
-    deadline_bound = grpc.intercept_channel(
-        grpc.insecure_channel(target, options=CHANNEL_OPTIONS),
-        _DeadlineInterceptor(deadline_seconds),
-    )
-    # OTel's client interceptor has its own wrapper type that grpc.intercept_channel rejects.
-    return grpcext.intercept_channel(
-        deadline_bound,
-        client_interceptor(),  # type: ignore[no-untyped-call]
-    )
-
-
-def aio_channel(target: str, deadline_seconds: float) -> grpc.aio.Channel:
-    """The asyncio twin of `channel`."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=CHANNEL_OPTIONS,
-        interceptors=[
-            _AioDeadlineInterceptor(deadline_seconds),
-            *aio_client_interceptors(),  # type: ignore[no-untyped-call]
-        ],
-    )

@@ -39,7 +39,7 @@ def test_every_method_has_callers() -> None:
         ("/bulwark.auth.v1.AuthService/IssueToken", {"api"}),
         ("/bulwark.auth.v1.AuthService/RefreshToken", {"api"}),
         ("/bulwark.auth.v1.AuthService/RevokeToken", {"api"}),
-        ("/bulwark.auth.v1.AuthService/GetJwks", {"api", "users"}),
+        ("/bulwark.auth.v1.AuthService/GetJwks", {"api"}),
         ("/grpc.health.v1.Health/Check", {"api", "auth", "users", "other"}),  # any peer
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", set()),
         ("/bulwark.users.v1.UsersService/NotYetListed", set()),

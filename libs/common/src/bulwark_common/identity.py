@@ -29,9 +29,9 @@ SUITE_CALLERS: Callers = {
         f"{_USERS}{m}": frozenset({"api"})
         for m in ("CreateUser", "ListUsers", "UpdateUser", "DeleteUser")
     },
+    # users verifies admin tokens itself with auth's public keys, read from Vault (no
+    # users -> auth edge).
     f"{_AUTH}*": frozenset({"api"}),
-    # users verifies admin tokens with auth's keys itself (defence in depth).
-    f"{_AUTH}GetJwks": frozenset({"api", "users"}),
 }
 
 HEALTH_SERVICE = "/grpc.health.v1.Health/"

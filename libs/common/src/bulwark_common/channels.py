@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -256,23 +256,25 @@ def aio_channel(
     *,
     tls: CertSource | None = None,
     server_name: str | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
-    """The asyncio twin of `channel`."""
+    """The asyncio twin of `channel`; `interceptors` (the caller's own) run innermost."""
 
     def build(material: TlsMaterial | None) -> grpc.aio.Channel:
-        interceptors = [
+        chain = [
             _AioDeadlineInterceptor(deadline_seconds),
             *aio_client_interceptors(),  # type: ignore[no-untyped-call]
+            *interceptors,
         ]
         if material is None:
             return grpc.aio.insecure_channel(
-                target, options=CHANNEL_OPTIONS, interceptors=interceptors
+                target, options=CHANNEL_OPTIONS, interceptors=chain
             )
         return grpc.aio.secure_channel(
             target,
             channel_credentials(material),
             options=_tls_options(server_name),
-            interceptors=interceptors,
+            interceptors=chain,
         )
 
     if tls is None:

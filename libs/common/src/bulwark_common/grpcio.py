@@ -142,21 +142,24 @@ def build_server(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> Server:
     """With `tls`: the main port speaks mTLS only and `callers` is enforced before every
-    handler (unlisted methods are denied). Without: plaintext, for dev without Vault."""
-    interceptors: list[grpc.ServerInterceptor] = [server_interceptor()]  # type: ignore[no-untyped-call]
+    handler (unlisted methods are denied). Without: plaintext, for dev without Vault.
+    `interceptors` (the service's own) run after the caller check."""
+    chain: list[grpc.ServerInterceptor] = [server_interceptor()]  # type: ignore[no-untyped-call]
     if tls is not None:
         own = certificate_identity(tls.material().cert_pem)
         if own is None:
             raise SystemExit(f"bulwark-{name}: own certificate carries no bulwark SPIFFE id")
         policy = CallerPolicy(own[0], callers or {}, reflection=reflection)
-        interceptors.append(CallerInterceptor(policy))
+        chain.append(CallerInterceptor(policy))
     else:
         log.warning("plaintext gRPC without caller checks: dev without Vault only")
+    chain.extend(interceptors)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=interceptors,
+        interceptors=chain,
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_workers * 8,
     )
@@ -196,6 +199,7 @@ def serve(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then finish in-flight calls and return.
 
@@ -211,6 +215,7 @@ def serve(
         callers=callers,
         health_port=health_port,
         reflection=reflection,
+        interceptors=interceptors,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
 from bulwark_common.process import freeze_startup_heap
+from bulwark_common.runtime import Runtime
 
 
 def _untraced(scope: Scope) -> bool:
@@ -22,10 +23,10 @@ def _untraced(scope: Scope) -> bool:
     return bool(scope.get("path") == "/healthz")
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
+def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = Backends.open(settings)
+        app.state.backends = Backends.open(settings, runtime)
         freeze_startup_heap()
         try:
             yield

@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bulwark.auth.v1 import auth_pb2, auth_pb2_grpc
 from bulwark.users.v1 import users_pb2_grpc
 from bulwark_api import db
+from bulwark_api.enduser import ForwardAccessToken
 from bulwark_api.guard import Guard
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
-from bulwark_common import grpcio, kv
+from bulwark_common import grpcio
+from bulwark_common.runtime import Runtime
 
 AUTH_SERVICE = "bulwark.auth.v1.AuthService"
 USERS_SERVICE = "bulwark.users.v1.UsersService"
@@ -39,14 +41,30 @@ class Backends:
     verifier: Verifier
     guard: Guard
 
+    runtime: Runtime
+
     @classmethod
-    def open(cls, settings: ApiSettings) -> Backends:
+    def open(cls, settings: ApiSettings, runtime: Runtime | None = None) -> Backends:
+        """Inside the running loop (the app's lifespan). Without a runtime: dev without
+        Vault, as in-process tests build it."""
+        runtime = runtime or Runtime("api", settings)
         deadline = settings.grpc_deadline_seconds
-        auth_channel = grpcio.aio_channel(settings.auth_target, deadline)
-        users_channel = grpcio.aio_channel(settings.users_target, deadline)
-        engine = db.async_engine(settings.database_url, settings.data_dir)
+        tls = runtime.tls
+        auth_channel = grpcio.aio_channel(
+            settings.auth_target, deadline, tls=tls, server_name="auth" if tls else None
+        )
+        # users checks the end user behind admin calls itself: the token goes along.
+        users_channel = grpcio.aio_channel(
+            settings.users_target,
+            deadline,
+            tls=tls,
+            server_name="users" if tls else None,
+            interceptors=[ForwardAccessToken()],
+        )
+        credentials = runtime.credentials() if settings.database_url else None
+        engine = db.async_engine(settings.database_url, settings.data_dir, credentials=credentials)
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
-        redis = kv.aio_client(settings.redis_url)
+        redis = runtime.aio_redis(settings.redis_url)
 
         async def fetch_jwks() -> list[dict[str, str]]:
             reply = await auth.GetJwks(auth_pb2.GetJwksRequest())
@@ -64,7 +82,9 @@ class Backends:
             redis=redis,
             engine=engine,
             # Single-statement reads: their own pool, always in autocommit.
-            reader=db.async_engine(settings.database_url, settings.data_dir, autocommit=True),
+            reader=db.async_engine(
+                settings.database_url, settings.data_dir, autocommit=True, credentials=credentials
+            ),
             sessions=db.sessions(engine),
             verifier=Verifier(
                 fetch_jwks,
@@ -73,6 +93,7 @@ class Backends:
                 min_refresh_seconds=settings.jwks_min_refresh_seconds,
             ),
             guard=Guard(redis, settings.redis_prefix),
+            runtime=runtime,
         )
 
     async def close(self) -> None:
@@ -84,12 +105,13 @@ class Backends:
 
     async def readiness(self) -> dict[str, str]:
         """Ask every dependency at once; each answers "ok" or why not."""
-        names = ["auth", "users", "database", "redis"]
+        names = ["auth", "users", "database", "redis", "vault"]
         results = await asyncio.gather(
             self._grpc_health(self.auth_channel, AUTH_SERVICE),
             self._grpc_health(self.users_channel, USERS_SERVICE),
             asyncio.wait_for(self._db_ping(), CHECK_TIMEOUT),
             asyncio.wait_for(self.redis.ping(), CHECK_TIMEOUT),
+            self._vault(),
             return_exceptions=True,
         )
         return {
@@ -104,6 +126,9 @@ class Backends:
         )
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError("not serving")
+
+    async def _vault(self) -> None:
+        self.runtime.vault_check()  # in memory: what the renewers last reported
 
     async def _db_ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -11,6 +11,7 @@ from bulwark_api import db
 from bulwark_api.app import create_app
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import setup_logging
+from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
 from bulwark_common.telemetry import setup_tracing
 
@@ -26,17 +27,27 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(ApiSettings, PROGRAM)
     setup_logging("api", settings.log_level)
-    if args.command == "migrate":
-        db.migrate(settings.database_url, settings.data_dir)
-        return
+    runtime = Runtime.start(
+        settings, service="api", program=PROGRAM, database_url=settings.database_url
+    )
+    try:
+        if args.command == "migrate":
+            runtime.migrate(db.MIGRATIONS, settings.database_url, settings.data_dir)
+            return
+        _serve(settings, runtime)
+    finally:
+        runtime.close()
+
+
+def _serve(settings: ApiSettings, runtime: Runtime) -> None:
     setup_tracing("api")
     if settings.run_migrations_on_startup:
-        db.migrate(settings.database_url, settings.data_dir)
+        runtime.migrate(db.MIGRATIONS, settings.database_url, settings.data_dir)
     logging.getLogger("bulwark.api").info(
         "listening", extra={"address": f"http://{settings.host}:{settings.port}"}
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, runtime),
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep our JSON handler

@@ -37,9 +37,18 @@ class Item(Base):
     __table_args__ = (Index("ix_items_owner_created", "owner_id", "created_at", "id"),)
 
 
-def async_engine(url: str | None, data_dir: Path, *, autocommit: bool = False) -> AsyncEngine:
+def async_engine(
+    url: str | None,
+    data_dir: Path,
+    *,
+    autocommit: bool = False,
+    credentials: common_db.Credentials | None = None,
+) -> AsyncEngine:
     aurl = common_db.database_url(url, data_dir, "api", asyncio=True)
-    return create_async_engine(aurl, **common_db.engine_options(aurl, autocommit=autocommit))
+    engine = create_async_engine(aurl, **common_db.engine_options(aurl, autocommit=autocommit))
+    if credentials is not None and aurl.get_backend_name() == "postgresql":
+        common_db.use_credentials(engine, credentials)
+    return engine
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -6,15 +6,18 @@ import argparse
 import functools
 import logging
 
-from bulwark_auth.keys import SigningKeyError, load_keyring, rotate_keys
-from bulwark_auth.models import migrate
+from bulwark_auth import keysource
+from bulwark_auth.keys import Keyring, SigningKeyError, load_keyring, rotate_keys
+from bulwark_auth.models import MIGRATIONS
 from bulwark_auth.service import AuthServicer, add_to_server
 from bulwark_auth.settings import AuthSettings
-from bulwark_common import grpcio, kv
-from bulwark_common.db import Database, database_url
+from bulwark_common import grpcio
+from bulwark_common.identity import SUITE_CALLERS
 from bulwark_common.logging import setup_logging
+from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
 from bulwark_common.telemetry import setup_tracing
+from bulwark_common.vault import Vault
 
 PROGRAM = "bulwark-auth"
 log = logging.getLogger("bulwark.auth")
@@ -26,27 +29,54 @@ def _settings() -> AuthSettings:
     return settings
 
 
-def serve() -> None:
-    settings = _settings()
-    setup_tracing("auth")
-    db = Database(database_url(settings.database_url, settings.data_dir, "auth"))
-    if settings.run_migrations_on_startup:
-        migrate(db.url)
+def _runtime(settings: AuthSettings) -> Runtime:
+    return Runtime.start(
+        settings, service="auth", program=PROGRAM, database_url=settings.database_url
+    )
+
+
+def _keys(settings: AuthSettings, runtime: Runtime) -> tuple[Keyring, keysource.KeyWatcher | None]:
+    """From Vault (and watched for rotations), or from files in dev without Vault."""
     try:
-        keyring = load_keyring(settings.key_dir, settings.environment)
+        if runtime.vault is None:
+            return load_keyring(settings.key_dir, settings.environment), None
+        keyring, version = keysource.load(runtime.vault)
     except SigningKeyError as exc:
         raise SystemExit(f"{PROGRAM}: {exc}") from None
-    redis_client = kv.client(settings.redis_url)
-    users_channel = grpcio.channel(settings.users_target, settings.grpc_deadline_seconds)
+    watcher = keysource.KeyWatcher(
+        runtime.vault, keyring, version, settings.signing_keys_poll_seconds
+    )
+    watcher.start()
+    return keyring, watcher
+
+
+def serve() -> None:
+    settings = _settings()
+    runtime = _runtime(settings)
+    setup_tracing("auth")
+    if settings.run_migrations_on_startup:
+        runtime.migrate(MIGRATIONS, settings.database_url, settings.data_dir)
+    db = runtime.database(settings.database_url, settings.data_dir)
+    keyring, watcher = _keys(settings, runtime)
+    redis_client = runtime.redis(settings.redis_url)
+    users_channel = grpcio.channel(
+        settings.users_target,
+        settings.grpc_deadline_seconds,
+        tls=runtime.tls,
+        server_name="users" if runtime.tls is not None else None,
+    )
     servicer = AuthServicer(settings, db, keyring, redis_client, users_channel)
 
     def redis_check() -> None:
         redis_client.ping()
 
     def on_stop() -> None:
+        if watcher is not None:
+            watcher.stop()
         users_channel.close()
         redis_client.close()
         db.dispose()
+        runtime.close()
 
     grpcio.serve(
         name="auth",
@@ -60,37 +90,76 @@ def serve() -> None:
             "database": db.ping,
             "redis": redis_check,
             "signing-keys": keyring.self_test,
+            "vault": runtime.vault_check,
         },
         max_workers=settings.max_workers,
         on_stop=on_stop,
+        tls=runtime.tls,
+        callers=SUITE_CALLERS,
+        health_port=settings.health_port,
+        reflection=settings.environment == "dev",
     )
 
 
 def migrate_command() -> None:
     settings = _settings()
-    migrate(database_url(settings.database_url, settings.data_dir, "auth"))
+    runtime = _runtime(settings)
+    try:
+        runtime.migrate(MIGRATIONS, settings.database_url, settings.data_dir)
+    finally:
+        runtime.close()
     log.info("migrations applied")
 
 
-def rotate_keys_command() -> None:
+def rotate_keys_command(publish_seconds: float | None, if_missing: bool) -> None:
+    """With Vault (the auth-keys operator role): two-phase rotation that running servers
+    pick up. Without Vault (dev): the key files; restart auth afterwards."""
     settings = _settings()
+    if not settings.vault_addr:
+        if settings.environment != "dev":
+            raise SystemExit(f"{PROGRAM}: VAULT_ADDR is not set (keys live in Vault)")
+        try:
+            keyring = rotate_keys(settings.key_dir)
+        except SigningKeyError as exc:
+            raise SystemExit(f"{PROGRAM}: {exc}") from None
+        log.info("signing keys rotated; restart auth to use the new key",
+                 extra={"kid": keyring.current.kid})
+        return
+    vault = Vault.connect(settings, "auth")
     try:
-        keyring = rotate_keys(settings.key_dir)
+        wait = publish_seconds if publish_seconds is not None else (
+            2 * settings.signing_keys_poll_seconds + 1
+        )
+        keysource.rotate(vault, wait, only_if_missing=if_missing)
     except SigningKeyError as exc:
         raise SystemExit(f"{PROGRAM}: {exc}") from None
-    previous = keyring.previous.kid if keyring.previous is not None else None
-    # Running servers load keys at startup: restart them to sign with the new key.
-    log.info(
-        "signing keys rotated; restart auth to use the new key",
-        extra={"kid": keyring.current.kid, "previous_kid": previous},
-    )
-
-
-COMMANDS = {"serve": serve, "migrate": migrate_command, "rotate-keys": rotate_keys_command}
+    finally:
+        vault.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="Bulwark auth service.")
-    parser.add_argument("command", nargs="?", default="serve", choices=sorted(COMMANDS))
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve gRPC (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    rotate = sub.add_parser(
+        "rotate-keys",
+        help="provision or rotate the signing keys (Vault: needs the auth-keys role)",
+    )
+    rotate.add_argument(
+        "--publish-seconds",
+        type=float,
+        default=None,
+        help="how long the next key is published before it signs "
+        "(default: 2 x AUTH_SIGNING_KEYS_POLL_SECONDS + 1)",
+    )
+    rotate.add_argument(
+        "--if-missing", action="store_true", help="only provision a first key when none exists"
+    )
     args = parser.parse_args(argv)
-    COMMANDS[args.command]()
+    if args.command == "migrate":
+        migrate_command()
+    elif args.command == "rotate-keys":
+        rotate_keys_command(args.publish_seconds, args.if_missing)
+    else:
+        serve()

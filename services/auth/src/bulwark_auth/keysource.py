@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import hvac.exceptions
+
 from bulwark_auth.keys import Keyring, SigningKey, SigningKeyError, generate_pem
 
 log = logging.getLogger("bulwark.auth.keys")
@@ -51,9 +53,22 @@ def keyring_from_kv(data: dict[str, Any] | None) -> Keyring:
         raise SigningKeyError(f"unusable signing key in Vault: {exc}") from None
 
 
+def _version(store: KeyStore) -> int:
+    """The KV version of the signing keys; 0 when none were ever written."""
+    try:
+        return store.kv_metadata_version(SIGNING_KEYS_PATH)
+    except hvac.exceptions.InvalidPath:
+        return 0
+
+
 def load(store: KeyStore) -> tuple[Keyring, int]:
     """The key set and its KV version."""
-    version = store.kv_metadata_version(SIGNING_KEYS_PATH)
+    version = _version(store)
+    if version == 0:
+        raise SigningKeyError(
+            f"no signing key in Vault at {SIGNING_KEYS_PATH}: provision one with "
+            "`bulwark-auth rotate-keys --if-missing` (auth-keys role)"
+        )
     return keyring_from_kv(store.kv_read(SIGNING_KEYS_PATH)), version
 
 
@@ -80,7 +95,7 @@ class KeyWatcher:
     def poll_once(self) -> bool:
         """Reload when the version changed; True when the keys were replaced."""
         try:
-            version = self._store.kv_metadata_version(SIGNING_KEYS_PATH)
+            version = _version(self._store)
             if version == self.version:
                 self._set_failing(False)
                 return False
@@ -142,18 +157,22 @@ def rotate(
     store: KeyStore,
     publish_seconds: float,
     *,
+    only_if_missing: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Keyring:
     """Provision the first key, or rotate in two phases. Check-and-set on the KV version
     makes two operators rotating at once fail loudly instead of losing a key."""
-    version = store.kv_metadata_version(SIGNING_KEYS_PATH)
+    version = _version(store)
     data = store.kv_read(SIGNING_KEYS_PATH) if version else None
     if not data or not data.get("current"):
         first = Keyring(SigningKey.from_pem(generate_pem()))
-        _write(store, first, cas=0)
+        _write(store, first, cas=version)
         log.info("first signing key provisioned", extra={"kid": first.current.kid})
         return first
     old = keyring_from_kv(data)
+    if only_if_missing:
+        log.info("signing keys already provisioned", extra={"kid": old.current.kid})
+        return old
     fresh = SigningKey.from_pem(generate_pem())
     # Phase 1: publish the new key as `next`; every replica picks it up within its poll.
     version = _write(store, Keyring(old.current, old.previous, fresh), cas=version)

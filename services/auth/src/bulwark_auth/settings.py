@@ -17,6 +17,10 @@ class AuthSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=1, le=65535)
+    # Plaintext grpc.health.v1 only, for probes that present no certificate (None: off).
+    health_port: int | None = Field(
+        51051, ge=0, le=65535, validation_alias=env("AUTH_HEALTH_PORT", "BULWARK_HEALTH_PORT")
+    )
     database_url: str | None = Field(
         None, validation_alias=env("AUTH_DATABASE_URL", "DATABASE_URL")
     )
@@ -29,8 +33,10 @@ class AuthSettings(ServiceSettings):
     access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
     # At most 30 days: the per-user revocation marker in Redis lives 31 (revocation.py).
     refresh_token_ttl_seconds: int = Field(30 * DAY, ge=60, le=30 * DAY)
-    # None: <data_dir>/auth-keys.
+    # None: <data_dir>/auth-keys. Only without Vault (dev); with Vault keys live in KV.
     signing_key_dir: Path | None = None
+    # How often running servers look for rotated keys in Vault.
+    signing_keys_poll_seconds: float = Field(10.0, gt=0, le=3600)
     # Login throttling per account: exponential, capped, never a permanent lockout.
     backoff_base_seconds: float = Field(1.0, gt=0, le=60)
     backoff_max_seconds: float = Field(300.0, gt=0, le=3600)

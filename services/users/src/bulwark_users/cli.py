@@ -7,14 +7,15 @@ import getpass
 import logging
 import sys
 
-from bulwark_common import kv
-from bulwark_common.db import Database, database_url
 from bulwark_common.grpcio import serve
+from bulwark_common.identity import SUITE_CALLERS, current_caller
 from bulwark_common.logging import audit, setup_logging
+from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
 from bulwark_common.telemetry import setup_tracing
 from bulwark_users.accounts import Conflict, FieldError, create_user
-from bulwark_users.models import migrate
+from bulwark_users.enduser import EndUserInterceptor, EndUserTokens, PublicKeys
+from bulwark_users.models import MIGRATIONS
 from bulwark_users.passwords import Passwords
 from bulwark_users.service import UsersServicer
 from bulwark_users.settings import UsersSettings
@@ -40,16 +41,18 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(UsersSettings, PROGRAM)
     setup_logging("users", settings.log_level)
-    if args.command == "migrate":
-        _migrate(settings)
-    elif args.command == "create-admin":
-        sys.exit(_create_admin(settings, args.username, args.email))
-    else:
-        _serve(settings)
-
-
-def _database(settings: UsersSettings) -> Database:
-    return Database(database_url(settings.database_url, settings.data_dir, "users"))
+    runtime = Runtime.start(
+        settings, service="users", program=PROGRAM, database_url=settings.database_url
+    )
+    try:
+        if args.command == "migrate":
+            _migrate(settings, runtime)
+        elif args.command == "create-admin":
+            sys.exit(_create_admin(settings, runtime, args.username, args.email))
+        else:
+            _serve(settings, runtime)
+    finally:
+        runtime.close()
 
 
 def _passwords(settings: UsersSettings) -> Passwords:
@@ -61,12 +64,8 @@ def _passwords(settings: UsersSettings) -> Passwords:
     )
 
 
-def _migrate(settings: UsersSettings) -> None:
-    db = _database(settings)
-    try:
-        migrate(db.url)
-    finally:
-        db.dispose()
+def _migrate(settings: UsersSettings, runtime: Runtime) -> None:
+    runtime.migrate(MIGRATIONS, settings.database_url, settings.data_dir)
 
 
 def _read_password() -> str | None:
@@ -79,15 +78,16 @@ def _read_password() -> str | None:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _create_admin(settings: UsersSettings, username: str, email: str) -> int:
+def _create_admin(settings: UsersSettings, runtime: Runtime, username: str, email: str) -> int:
     password = _read_password()
     if password is None:
         print(f"{PROGRAM}: passwords do not match", file=sys.stderr)
         return 1
     logging.getLogger("alembic").setLevel(logging.WARNING)  # keep the output to the point
-    db = _database(settings)
+    if runtime.vault is None:  # with Vault the schema is the migrate job's business
+        _migrate(settings, runtime)
+    db = runtime.database(settings.database_url, settings.data_dir)
     try:
-        migrate(db.url)
         user = create_user(
             db,
             _passwords(settings),
@@ -106,13 +106,20 @@ def _create_admin(settings: UsersSettings, username: str, email: str) -> int:
     return 0
 
 
-def _serve(settings: UsersSettings) -> None:
+def _serve(settings: UsersSettings, runtime: Runtime) -> None:
     setup_tracing("users")
-    db = _database(settings)
     if settings.run_migrations_on_startup:
-        migrate(db.url)
-    redis_client = kv.client(settings.redis_url)
+        _migrate(settings, runtime)
+    db = runtime.database(settings.database_url, settings.data_dir)
+    redis_client = runtime.redis(settings.redis_url)
     servicer = UsersServicer(db, _passwords(settings), redis_client, settings.redis_prefix)
+    interceptors = []
+    if runtime.vault is not None:
+        # users checks the end user behind api's calls itself, with auth's public keys.
+        tokens = EndUserTokens(
+            PublicKeys(runtime.vault), issuer=settings.issuer, audience=settings.audience
+        )
+        interceptors.append(EndUserInterceptor(tokens, lambda _context: current_caller()))
 
     def redis_ping() -> None:
         redis_client.ping()
@@ -126,9 +133,14 @@ def _serve(settings: UsersSettings) -> None:
         host=settings.host,
         port=settings.port,
         register=servicer.register,
-        checks={"database": db.ping, "redis": redis_ping},
+        checks={"database": db.ping, "redis": redis_ping, "vault": runtime.vault_check},
         max_workers=settings.max_workers,
         on_stop=stop,
+        tls=runtime.tls,
+        callers=SUITE_CALLERS,
+        health_port=settings.health_port,
+        reflection=settings.environment == "dev",
+        interceptors=interceptors,
     )
 
 

@@ -40,6 +40,17 @@ class UsersSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(50052, ge=1, le=65535)
+    # Plaintext grpc.health.v1 only, for probes that present no certificate (None: off).
+    health_port: int | None = Field(
+        51052, ge=0, le=65535, validation_alias=env("USERS_HEALTH_PORT", "BULWARK_HEALTH_PORT")
+    )
+    # The access tokens api forwards are checked against these, like api does.
+    issuer: str = Field(
+        "http://127.0.0.1:8080", validation_alias=env("USERS_ISSUER", "BULWARK_ISSUER")
+    )
+    audience: str = Field(
+        "bulwark-api", validation_alias=env("USERS_AUDIENCE", "BULWARK_AUDIENCE")
+    )
     database_url: str | None = Field(
         None, validation_alias=env("USERS_DATABASE_URL", "DATABASE_URL")
     )

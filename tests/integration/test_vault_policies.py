@@ -3,6 +3,8 @@ other service's KV path, database roles, PKI role, and the signing-key write pat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hvac.exceptions
 import pytest
 
@@ -12,10 +14,9 @@ from bulwark_devstack.vault_testing import VaultStack
 SERVICES = ("users", "auth", "api")
 
 
-def _refused(call: object) -> None:
-    assert callable(call)
+def _refused(call: Callable[..., object], *args: object, **kwargs: object) -> None:
     with pytest.raises(hvac.exceptions.Forbidden):
-        call()
+        call(*args, **kwargs)
 
 
 def test_each_service_is_refused_every_other_services_secrets(vault_stack: VaultStack) -> None:
@@ -29,9 +30,9 @@ def test_each_service_is_refused_every_other_services_secrets(vault_stack: Vault
         client = vault_stack.connect(svc).client
         kv, db, pki = client.secrets.kv.v2, client.secrets.database, client.secrets.pki
         # Its own: allowed.
-        assert kv.read_secret_version(f"{p}/{svc}/config", raise_on_deleted_version=True)[
+        assert kv.read_secret_version(f"{p}/{svc}/config", raise_on_deleted_version=True)["data"][
             "data"
-        ]["data"] == {"who": svc}
+        ] == {"who": svc}
         assert db.generate_credentials(f"{p}-{svc}")["data"]["username"].startswith(f"v-{p}-")
         cert = pki.generate_certificate(
             f"{p}-{svc}", svc, extra_params={"uri_sans": spiffe_id(ns, svc), "ttl": "60s"}
@@ -49,20 +50,14 @@ def test_each_service_is_refused_every_other_services_secrets(vault_stack: Vault
         for other in SERVICES:
             if other == svc:
                 continue
-            _refused(
-                lambda o=other: kv.read_secret_version(
-                    f"{p}/{o}/config", raise_on_deleted_version=True
-                )
-            )
-            _refused(lambda o=other: kv.read_secret_metadata(f"{p}/{o}/config"))
+            _refused(kv.read_secret_version, f"{p}/{other}/config", raise_on_deleted_version=True)
+            _refused(kv.read_secret_metadata, f"{p}/{other}/config")
             for kind in ("", "-migrate", "-redis"):
-                _refused(lambda o=other, k=kind: db.generate_credentials(f"{p}-{o}{k}"))
-            _refused(lambda o=other: pki.generate_certificate(f"{p}-{o}", o))
-        # No service writes signing keys, not even auth (which reads them).
-        _refused(
-            lambda: kv.create_or_update_secret(f"{p}/auth/signing-keys", secret={"current": "x"})
-        )
-        _refused(lambda: kv.create_or_update_secret(f"{p}/{svc}/config", secret={"who": "me"}))
+                _refused(db.generate_credentials, f"{p}-{other}{kind}")
+            _refused(pki.generate_certificate, f"{p}-{other}", other)
+        # No service writes signing keys, not even auth (which reads them), nor its own KV.
+        _refused(kv.create_or_update_secret, f"{p}/auth/signing-keys", secret={"current": "x"})
+        _refused(kv.create_or_update_secret, f"{p}/{svc}/config", secret={"who": "me"})
 
 
 def test_only_the_operator_role_writes_signing_keys(vault_stack: VaultStack) -> None:
@@ -72,9 +67,9 @@ def test_only_the_operator_role_writes_signing_keys(vault_stack: VaultStack) -> 
         keys.kv_write("auth/signing-keys", {"current": "lost update"}, cas=0)
     assert keys.kv_write("auth/signing-keys", {"current": "pem-2", "previous": "pem-1"}, cas=1) == 2
     # The operator role touches nothing else.
-    _refused(lambda: keys.kv_read("users/config"))
-    _refused(lambda: keys.client.secrets.database.generate_credentials(f"{keys.prefix}-auth"))
-    _refused(lambda: keys.client.secrets.pki.generate_certificate(f"{keys.prefix}-auth", "auth"))
+    _refused(keys.kv_read, "users/config")
+    _refused(keys.client.secrets.database.generate_credentials, f"{keys.prefix}-auth")
+    _refused(keys.client.secrets.pki.generate_certificate, f"{keys.prefix}-auth", "auth")
 
     auth = vault_stack.connect("auth")
     assert auth.kv_read("auth/signing-keys") == {"current": "pem-2", "previous": "pem-1"}

@@ -100,7 +100,7 @@ def use_credentials(engine: Engine | AsyncEngine, credentials: Credentials) -> N
     """Every new connection of `engine` logs in with the current credential, and a pooled
     connection opened with an older one is replaced at checkout (before the old role is
     revoked at the end of its lease), so a rotation fails no request. `pool_recycle` below
-    the lease's life is the backstop for connections that sit checked out."""
+    the lease's life also bounds how long any pooled connection lives."""
     sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     def connect(_dialect: Any, record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:

@@ -49,7 +49,8 @@ CERT_MAX_TTL=${BULWARK_SETUP_CERT_MAX_TTL:-24h}
 REDIS_PREFIX=${BULWARK_REDIS_PREFIX:-bulwark:}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SERVICES="users auth api"
-# Vault-created users are named v-<role>-<random>-<time>, so a prefix's leftovers are findable.
+# Vault-created PostgreSQL users are named v-<role>-<random>-<time>, so a prefix's leftovers
+# are findable (the Redis plugin has its own fixed V_<auth>_<ROLE>_<random>_<time>).
 USER_TEMPLATE='{{ printf "v-%s-%s-%s" (.RoleName | truncate 40) (random 8) (unix_time) | truncate 63 | lowercase }}'
 
 bao() { "$BAO_BIN" "$@" >/dev/null; }
@@ -151,8 +152,7 @@ if [ -n "${BULWARK_SETUP_REDIS_HOST:-}" ]; then
     host="$BULWARK_SETUP_REDIS_HOST" port="${BULWARK_SETUP_REDIS_PORT:-6379}" \
     username="${BULWARK_SETUP_REDIS_USERNAME:-default}" \
     password="${BULWARK_SETUP_REDIS_PASSWORD:?BULWARK_SETUP_REDIS_PASSWORD is required with a Redis host}" \
-    tls="${BULWARK_SETUP_REDIS_TLS:-false}" allowed_roles="$P-users-redis,$P-auth-redis,$P-api-redis" \
-    username_template="$USER_TEMPLATE"
+    tls="${BULWARK_SETUP_REDIS_TLS:-false}" allowed_roles="$P-users-redis,$P-auth-redis,$P-api-redis"
 fi
 
 # The services are independent: configure them in parallel (each CLI call costs ~0.1 s).

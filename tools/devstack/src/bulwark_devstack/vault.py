@@ -276,7 +276,8 @@ def _drop_redis_users(prefix: str, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
     try:
         users = [u.decode() if isinstance(u, bytes) else str(u) for u in client.acl_users()]
-        mine = [u for u in users if u.lower().startswith(f"v-{prefix.lower()}-")]
+        # The Redis plugin names users V_<AUTH>_<ROLE>_<random>_<time> (no username_template).
+        mine = [u for u in users if f"_{prefix}-".upper() in u.upper()]
         if mine:
             client.acl_deluser(*mine)
     except redis.RedisError:

@@ -4,7 +4,13 @@ and keeps all of them renewed in the background. Contract: docs/identity-and-sec
 
 from bulwark_common.vault._retry import VaultUnavailable
 from bulwark_common.vault.client import Vault
-from bulwark_common.vault.leases import DatabaseCredentials
+from bulwark_common.vault.leases import DatabaseCredentials, RedisCredentials
 from bulwark_common.vault.pki import PkiCertificates
 
-__all__ = ["DatabaseCredentials", "PkiCertificates", "Vault", "VaultUnavailable"]
+__all__ = [
+    "DatabaseCredentials",
+    "PkiCertificates",
+    "RedisCredentials",
+    "Vault",
+    "VaultUnavailable",
+]

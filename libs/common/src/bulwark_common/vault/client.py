@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hvac
+import hvac.exceptions
 
 from bulwark_common.settings import VaultConfig
 from bulwark_common.vault._retry import (
@@ -159,6 +160,11 @@ class Vault:
         if not first:
             self._wake_all()
 
+    @property
+    def token_expires_at(self) -> float:
+        """Unix time the current token expires (it is renewed well before)."""
+        return self._token_expires
+
     def _renew_token_forever(self) -> None:
         backoff = Backoff()
         while not self._closing.is_set():
@@ -167,20 +173,28 @@ class Vault:
             if self._closing.wait(max(0.0, remaining - self._token_ttl / 3)):
                 return
             try:
-                if self._token_renewable:
-                    auth = self.client.auth.token.renew_self(increment=int(self._token_ttl))["auth"]
-                    granted = float(auth["lease_duration"])
-                    if granted >= self._token_ttl * 0.9:
-                        self._token_expires = time.time() + granted
-                        self.report("token", None)
-                        backoff.reset()
-                        continue
-                # Renewal is capped by the max TTL (or impossible): a fresh login, while the
-                # old token still has a third of its life for anything in flight.
-                self._login_once()
+                if not self._renew_token():
+                    # Capped by the max TTL, expired or revoked: a fresh login. When capped,
+                    # the old token still has a third of its life for anything in flight.
+                    self._login_once()
+                self.report("token", None)
                 backoff.reset()
             except Exception as exc:
                 self.renew_failed("token", exc, self._token_expires, backoff, self._closing)
+
+    def _renew_token(self) -> bool:
+        """False when only a new login will do."""
+        if not self._token_renewable or time.time() >= self._token_expires:
+            return False
+        try:
+            auth = self.client.auth.token.renew_self(increment=int(self._token_ttl))["auth"]
+        except hvac.exceptions.Forbidden:
+            return False  # revoked or expired on Vault's side
+        granted = float(auth["lease_duration"])
+        if granted < self._token_ttl * 0.9:
+            return False
+        self._token_expires = time.time() + granted
+        return True
 
     def renew_failed(
         self,

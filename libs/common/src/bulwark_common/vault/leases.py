@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import hvac.exceptions
+import redis
 
 from bulwark_common.vault._retry import Backoff, log, retry
 
@@ -140,3 +141,15 @@ class DatabaseCredentials:
                 backoff.reset()
             except Exception as exc:
                 vault.renew_failed(self._component, exc, lease.expires, backoff, self._wake)
+
+
+class RedisCredentials(redis.CredentialProvider):
+    """redis-py asks this for the username and password of every new connection. Vault
+    deletes the old ACL user (and Redis closes its connections) when its lease ends, so
+    callers drop idle pooled connections on each new credential (`subscribe`)."""
+
+    def __init__(self, credentials: DatabaseCredentials) -> None:
+        self.credentials = credentials
+
+    def get_credentials(self) -> tuple[str, str]:
+        return self.credentials.current()

@@ -42,6 +42,8 @@ class Provisioned:
     namespace: str
     # Per identity (users, auth, api, auth-keys): the environment a process of it needs.
     env: dict[str, dict[str, str]]
+    # What setup.sh was given, minus the admin token (for re-running it).
+    setup_env: dict[str, str] = field(repr=False)
 
 
 def bao_binary() -> str:
@@ -143,10 +145,8 @@ def provision(
     """Bootstrap each database (admin URLs in `databases`), run deploy/vault/setup.sh, and
     give every identity an AppRole secret_id in a 0600 file. `setup_env` overrides setup
     inputs (short TTLs in tests). The root token stays in this process and setup's env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "BULWARK_"))}
-    env.update(
+    env = dict(
         VAULT_ADDR=vault_addr,
-        VAULT_TOKEN=root_token,
         BAO_BIN=bao_binary(),
         BULWARK_VAULT_PREFIX=prefix,
         BULWARK_NAMESPACE=namespace,
@@ -172,11 +172,7 @@ def provision(
         BULWARK_SETUP_REDIS_PASSWORD=r.password or "unused",
     )
     env.update(setup_env or {})
-    done = subprocess.run(
-        ["sh", str(DEPLOY / "setup.sh")], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"deploy/vault/setup.sh failed: {done.stderr.strip()[-2000:]}")
+    run_setup(env, root_token)
 
     root = hvac.Client(url=vault_addr, token=root_token, timeout=5)
     secret_dir = workdir / "vault-secrets"
@@ -200,7 +196,20 @@ def provision(
         }
     for svc, url in databases.items():
         out[svc][f"{svc.upper()}_DATABASE_URL"] = bare_url(url)
-    return Provisioned(prefix, namespace, out)
+    return Provisioned(prefix, namespace, out, env)
+
+
+def run_setup(setup_env: Mapping[str, str], root_token: str) -> str:
+    """Run deploy/vault/setup.sh with these inputs; the root token only in its environment.
+    Returns its output."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "BULWARK_"))}
+    env = {**base, **setup_env, "VAULT_TOKEN": root_token}
+    done = subprocess.run(
+        ["sh", str(DEPLOY / "setup.sh")], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy/vault/setup.sh failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def teardown(

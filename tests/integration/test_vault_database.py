@@ -35,7 +35,8 @@ def _connect(url: str, user: str, password: str) -> psycopg.Connection:
 
 
 def test_dynamic_roles_touch_only_their_own_database(vault_stack: VaultStack) -> None:
-    users = vault_stack.connect("users").database_credentials()
+    vault = vault_stack.connect("users")
+    users = vault.database_credentials()
     user, password = users.current()
     assert user.startswith(f"v-{vault_stack.prefix}-users-")
     admin = vault_stack.databases["users"]
@@ -47,6 +48,13 @@ def test_dynamic_roles_touch_only_their_own_database(vault_stack: VaultStack) ->
     for other in ("auth", "api"):
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             _connect(vault_stack.databases[other], user, password)
+
+    # Closing with revoke ends the token's leases: Vault drops the role now, not at max TTL.
+    vault.close(revoke=True)
+    deadline = time.monotonic() + 10
+    while user in _roles(admin, "v-%"):
+        assert time.monotonic() < deadline, "the role outlived its revoked token"
+        time.sleep(0.1)
 
 
 def test_migrations_create_tables_owned_by_the_owner_role(

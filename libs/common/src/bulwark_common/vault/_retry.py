@@ -46,6 +46,8 @@ def describe(exc: BaseException, addr: str) -> str:
         return f"vault at {addr} refused the request (permission denied)"
     if isinstance(exc, hvac.exceptions.VaultError):
         return f"vault at {addr} answered {type(exc).__name__}"
+    if isinstance(exc, ValueError):
+        return f"vault login not configured: {exc}"  # our own message, no secret in it
     if isinstance(exc, OSError):
         return f"vault login material unreadable ({type(exc).__name__}: {exc.strerror})"
     return f"vault call failed ({type(exc).__name__})"

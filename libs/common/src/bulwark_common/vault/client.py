@@ -270,8 +270,16 @@ class Vault:
             ttl_seconds or self.settings.tls_cert_ttl_seconds,
         )
 
-    def close(self) -> None:
+    def close(self, revoke: bool = False) -> None:
+        """Stop the renewers. `revoke=True` also revokes the token, and with it every lease
+        it created (Vault drops those database and Redis users now rather than at their
+        max TTL): only once nothing uses them any more."""
         self._closing.set()
         self._wake_all()
         for thread in self._threads:
             thread.join(timeout=REQUEST_TIMEOUT + 1)
+        if revoke and self._client is not None:
+            try:
+                self._client.auth.token.revoke_self()
+            except Exception as exc:
+                log.warning("vault: could not revoke the token: %s", describe(exc, self.addr))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import hvac
 import pytest
 
+from bulwark_common.settings import VaultConfig
 from bulwark_common.vault import Vault, VaultUnavailable
 from bulwark_devstack.vault_testing import VaultStack, VaultStackFactory
 
@@ -129,11 +130,22 @@ def test_vault_unreachable_at_start_is_retried_and_reported(
         login.join()
 
 
-def test_login_gives_up_only_when_told_to_stop(vault_stack: VaultStack, gate: Gate) -> None:
+def test_login_gives_up_only_when_told_to_stop(tmp_path: Path) -> None:
+    gate = Gate("http://127.0.0.1:9")  # never opened
+    secret = tmp_path / "secret-id"
+    secret.write_text("unused")
+    config = VaultConfig(
+        VAULT_ADDR=gate.addr, BULWARK_VAULT_ROLE_ID="r", BULWARK_VAULT_SECRET_ID_FILE=secret
+    )
     stop = threading.Event()
-    stop.set()
-    with pytest.raises(VaultUnavailable):
-        Vault.connect(vault_stack.config("users", VAULT_ADDR=gate.addr), "users", stop)
+    threading.Timer(1.5, stop.set).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(VaultUnavailable):
+            Vault.connect(config, "users", stop)
+    finally:
+        gate.stop()
+    assert time.monotonic() - started >= 1.5
 
 
 def test_vault_lost_later_keeps_credentials_until_they_expire(

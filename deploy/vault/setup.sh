@@ -15,6 +15,8 @@
 #                                    (database name = <db>; postgres-bootstrap.sql must have
 #                                    created <db>_owner and <db>_rw). Unset: no DB roles for it.
 #   BULWARK_SETUP_DB_ADMIN_USER / _PASSWORD   the admin login Vault creates roles with
+#   BULWARK_SETUP_DB_MAX_OPEN_CONNECTIONS (4) / _MAX_IDLE_CONNECTIONS (0 = as many as open,
+#                                    -1 = none): Vault's own pool per service database
 #   BULWARK_SETUP_REDIS_HOST         Redis for dynamic ACL users (unset: no Redis roles)
 #   BULWARK_SETUP_REDIS_PORT (6379), _REDIS_USERNAME (default), _REDIS_PASSWORD (required
 #                                    with a host; any value for a password-less `default`),
@@ -119,7 +121,9 @@ EXECUTE 'DROP OWNED BY \"{{name}}\"'; EXECUTE 'DROP ROLE \"{{name}}\"'; END IF; 
   bao write "$DB/config/$P-$1" plugin_name=postgresql-database-plugin \
     connection_url="$2" username="${BULWARK_SETUP_DB_ADMIN_USER:-postgres}" \
     password="${BULWARK_SETUP_DB_ADMIN_PASSWORD:-unused}" \
-    allowed_roles="$P-$1,$P-$1-migrate" username_template="$USER_TEMPLATE"
+    allowed_roles="$P-$1,$P-$1-migrate" username_template="$USER_TEMPLATE" \
+    max_open_connections="${BULWARK_SETUP_DB_MAX_OPEN_CONNECTIONS:-4}" \
+    max_idle_connections="${BULWARK_SETUP_DB_MAX_IDLE_CONNECTIONS:-0}"
   bao write "$DB/roles/$P-$1" db_name="$P-$1" default_ttl="$DB_TTL" max_ttl="$DB_MAX_TTL" \
     creation_statements="$create IN ROLE \"${db}_rw\";" \
     revocation_statements="$revoke_terminate" revocation_statements="$revoke_drop"

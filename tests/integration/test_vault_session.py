@@ -138,8 +138,8 @@ def test_login_gives_up_only_when_told_to_stop(tmp_path: Path) -> None:
         VAULT_ADDR=gate.addr, BULWARK_VAULT_ROLE_ID="r", BULWARK_VAULT_SECRET_ID_FILE=secret
     )
     stop = threading.Event()
-    threading.Timer(1.5, stop.set).start()
     started = time.monotonic()
+    threading.Timer(1.5, stop.set).start()
     try:
         with pytest.raises(VaultUnavailable):
             Vault.connect(config, "users", stop)

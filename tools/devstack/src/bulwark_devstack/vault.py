@@ -163,6 +163,9 @@ def provision(
         )
     env["BULWARK_SETUP_DB_ADMIN_USER"] = admin_user
     env["BULWARK_SETUP_DB_ADMIN_PASSWORD"] = admin_password or "unused"  # trust auth
+    # Local PostgreSQL is shared by every stack and suite: Vault holds no idle connections.
+    env["BULWARK_SETUP_DB_MAX_OPEN_CONNECTIONS"] = "2"
+    env["BULWARK_SETUP_DB_MAX_IDLE_CONNECTIONS"] = "-1"
     r = make_url(redis_url)
     env.update(
         BULWARK_SETUP_REDIS_HOST=r.host or "127.0.0.1",

@@ -1,19 +1,21 @@
 """SQLAlchemy 2 engines and Alembic migrations, the same way for every service.
 
 `DATABASE_URL` selects PostgreSQL (driven by psycopg 3, sync and async); without it each
-service keeps a SQLite file under its data directory."""
+service keeps a SQLite file under its data directory. With Vault, the URL carries no
+credentials: `use_credentials` puts the current dynamic credential into every new connection."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 # Stable constraint names, so Alembic migrations are the same on PostgreSQL and SQLite.
@@ -78,10 +80,52 @@ def engine_options(url: URL, *, autocommit: bool = False) -> dict[str, Any]:
     }
 
 
-def create_sync_engine(url: URL, *, autocommit: bool = False) -> Engine:
+class Credentials(Protocol):
+    """Short-lived database credentials (`bulwark_common.vault.DatabaseCredentials`)."""
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever `current()` starts returning a new credential."""
+        ...
+
+    def current(self) -> tuple[str, str]: ...
+
+    def lease_duration(self) -> float: ...
+
+
+_GENERATION = "bulwark_credential_generation"
+
+
+def use_credentials(engine: Engine | AsyncEngine, credentials: Credentials) -> None:
+    """Every new connection of `engine` logs in with the current credential, and a pooled
+    connection opened with an older one is replaced at checkout (before the old role is
+    revoked at the end of its lease), so a rotation fails no request. `pool_recycle` below
+    the lease's life also bounds how long any pooled connection lives."""
+    sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    def connect(_dialect: Any, record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        # Generation first: a rotation in between only retires this connection early.
+        record.info[_GENERATION] = credentials.generation
+        cparams["user"], cparams["password"] = credentials.current()
+
+    def checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(_GENERATION) != credentials.generation:
+            raise exc.DisconnectionError("database credential rotated")
+
+    event.listen(sync, "do_connect", connect)
+    event.listen(sync, "checkout", checkout)
+    recycle = max(1, int(min(1800, credentials.lease_duration() / 3)))
+    sync.pool._recycle = recycle
+
+
+def create_sync_engine(
+    url: URL, *, autocommit: bool = False, credentials: Credentials | None = None
+) -> Engine:
     engine = create_engine(url, **engine_options(url, autocommit=autocommit))
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    if credentials is not None:
+        use_credentials(engine, credentials)
     return engine
 
 
@@ -97,11 +141,11 @@ class Database:
     `reads()` and `connect()` are for work that is a single statement: they use a second
     engine in autocommit mode (see `engine_options`)."""
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, credentials: Credentials | None = None) -> None:
         self.url = url
-        self.engine = create_sync_engine(url)
+        self.engine = create_sync_engine(url, credentials=credentials)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommit = create_sync_engine(url, autocommit=True)
+        self._autocommit = create_sync_engine(url, autocommit=True, credentials=credentials)
         self._reads = sessionmaker(self._autocommit, expire_on_commit=False)
 
     @contextmanager
@@ -130,16 +174,39 @@ class Database:
         self._autocommit.dispose()
 
 
-def alembic_config(script_location: Path, url: URL) -> Config:
+def owner_role(url: URL) -> str:
+    """The stable NOLOGIN role owning a service database's schema
+    (deploy/vault/postgres-bootstrap.sql)."""
+    return f"{url.database}_owner"
+
+
+def alembic_config(
+    script_location: Path,
+    url: URL,
+    *,
+    owner_role: str | None = None,
+    credentials: Credentials | None = None,
+) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["url"] = url
+    cfg.attributes["owner_role"] = owner_role
+    cfg.attributes["credentials"] = credentials
     return cfg
 
 
-def upgrade(script_location: Path, url: URL) -> None:
-    """Apply every migration: `<svc> migrate` in production, on startup in dev."""
-    command.upgrade(alembic_config(script_location, url), "head")
+def upgrade(
+    script_location: Path,
+    url: URL,
+    *,
+    owner_role: str | None = None,
+    credentials: Credentials | None = None,
+) -> None:
+    """Apply every migration: `<svc> migrate` in production, on startup in dev. With
+    `owner_role` the migrations run as that role (`SET ROLE`), so what they create is owned
+    by it and never by the short-lived Vault user in `credentials`."""
+    cfg = alembic_config(script_location, url, owner_role=owner_role, credentials=credentials)
+    command.upgrade(cfg, "head")
 
 
 def run_alembic_env(target_metadata: MetaData, service: str) -> None:
@@ -148,8 +215,13 @@ def run_alembic_env(target_metadata: MetaData, service: str) -> None:
     from alembic import context
 
     url = context.config.attributes["url"]
-    engine = create_sync_engine(url)
+    owner = context.config.attributes.get("owner_role")
+    engine = create_sync_engine(url, credentials=context.config.attributes.get("credentials"))
     with engine.connect() as connection:
+        if owner:
+            role = connection.dialect.identifier_preparer.quote(owner)
+            connection.execute(text(f"SET ROLE {role}"))
+            connection.commit()  # SET ROLE lasts for the session; alembic opens its own
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

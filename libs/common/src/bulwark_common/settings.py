@@ -17,10 +17,39 @@ def env(name: str, *fallbacks: str) -> AliasChoices:
     return AliasChoices(name, *fallbacks)
 
 
-class ServiceSettings(BaseSettings):
-    """What every service reads. Subclasses set `env_prefix` and add their own fields."""
+class VaultConfig(BaseSettings):
+    """Where this deployment's secrets live and how a service logs in to Vault (names and
+    defaults: docs/identity-and-secrets.md). `vault_addr` unset means no Vault (dev only)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    vault_addr: str | None = Field(None, validation_alias=env("VAULT_ADDR"))
+    vault_cacert: Path | None = Field(None, validation_alias=env("VAULT_CACERT"))
+    vault_auth: Literal["approle", "kubernetes"] = Field(
+        "approle", validation_alias=env("BULWARK_VAULT_AUTH")
+    )
+    vault_role_id: str | None = Field(None, validation_alias=env("BULWARK_VAULT_ROLE_ID"))
+    vault_secret_id_file: Path | None = Field(
+        None, validation_alias=env("BULWARK_VAULT_SECRET_ID_FILE")
+    )
+    # None: `<prefix>-<service>`.
+    vault_k8s_role: str | None = Field(None, validation_alias=env("BULWARK_VAULT_K8S_ROLE"))
+    vault_k8s_mount: str = Field("kubernetes", validation_alias=env("BULWARK_VAULT_K8S_MOUNT"))
+    vault_k8s_token_file: Path = Field(
+        Path("/var/run/secrets/vault/token"), validation_alias=env("BULWARK_VAULT_K8S_TOKEN_FILE")
+    )
+    vault_prefix: str = Field("bulwark", validation_alias=env("BULWARK_VAULT_PREFIX"))
+    vault_kv_mount: str = Field("secret", validation_alias=env("BULWARK_VAULT_KV_MOUNT"))
+    vault_pki_mount: str = Field("pki", validation_alias=env("BULWARK_VAULT_PKI_MOUNT"))
+    vault_db_mount: str = Field("database", validation_alias=env("BULWARK_VAULT_DB_MOUNT"))
+    namespace: str = Field("default", validation_alias=env("BULWARK_NAMESPACE"))
+    tls_cert_ttl_seconds: int = Field(
+        86400, ge=2, validation_alias=env("BULWARK_TLS_CERT_TTL_SECONDS")
+    )
+
+
+class ServiceSettings(VaultConfig):
+    """What every service reads. Subclasses set `env_prefix` and add their own fields."""
 
     environment: Environment = Field("dev", validation_alias=env("BULWARK_ENV"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

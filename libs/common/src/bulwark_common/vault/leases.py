@@ -1,0 +1,155 @@
+"""Dynamic credentials (PostgreSQL, Redis) from the database secrets engine, kept valid in the
+background: the lease is renewed at 2/3 of its life, and a fresh credential is issued once
+renewal is capped by the role's max TTL (or the token that owns the lease was replaced), while
+the old credential still has a third of its life for connections in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import hvac.exceptions
+import redis
+
+from bulwark_common.vault._retry import Backoff, log, retry
+
+if TYPE_CHECKING:
+    from bulwark_common.vault.client import Vault
+
+
+@dataclass(frozen=True)
+class _Lease:
+    username: str
+    password: str = field(repr=False)
+    lease_id: str = field(repr=False)
+    duration: float
+    expires: float
+    token_generation: int
+
+
+class DatabaseCredentials:
+    """`current()` never blocks. `generation` changes with every new credential, so pools
+    can retire connections opened with an older one."""
+
+    def __init__(self, vault: Vault, role: str) -> None:
+        self._vault = vault
+        self.role = role
+        self._component = f"credentials {role}"
+        self._lock = threading.Lock()
+        self._lease: _Lease | None = None
+        self._generation = 0
+        self._subscribers: list[Callable[[], None]] = []
+        self._wake = vault.waker()
+        retry(
+            f"vault {self._component}",
+            self._issue,
+            addr=vault.addr,
+            stop=vault.stopping,
+            on_error=lambda reason: vault.report(self._component, reason),
+        )
+        vault.spawn(f"vault-lease-{role}", self._run)
+
+    def _now_lease(self) -> _Lease:
+        lease = self._lease
+        assert lease is not None  # issued in __init__
+        return lease
+
+    def current(self) -> tuple[str, str]:
+        lease = self._now_lease()
+        return lease.username, lease.password
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def seconds_to_expiry(self) -> float:
+        return self._now_lease().expires - time.time()
+
+    def lease_duration(self) -> float:
+        return self._now_lease().duration
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Called (from the renewer thread) after each new credential."""
+        self._subscribers.append(callback)
+
+    def _issue(self) -> None:
+        vault = self._vault
+        resp = vault.client.secrets.database.generate_credentials(
+            self.role, mount_point=vault.settings.vault_db_mount
+        )
+        duration = float(resp["lease_duration"])
+        lease = _Lease(
+            username=resp["data"]["username"],
+            password=resp["data"]["password"],
+            lease_id=resp["lease_id"],
+            duration=duration,
+            expires=time.time() + duration,
+            token_generation=vault.token_generation,
+        )
+        with self._lock:
+            self._lease = lease
+            self._generation += 1
+        vault.report(self._component, None)
+        log.info(
+            "vault: new credentials from %s (user %s, lease %ss)",
+            self.role,
+            lease.username,
+            duration,
+        )
+        for callback in list(self._subscribers):
+            callback()
+
+    def _renew(self, lease: _Lease) -> bool:
+        """False when only a fresh credential will do."""
+        if lease.token_generation != self._vault.token_generation:
+            return False
+        try:
+            resp = self._vault.client.sys.renew_lease(lease.lease_id, increment=int(lease.duration))
+        except hvac.exceptions.InvalidRequest:
+            return False  # the lease is gone (revoked, or Vault lost it)
+        granted = float(resp["lease_duration"])
+        if granted < lease.duration * 0.9:
+            return False  # capped by max_ttl: issue the next one now
+        with self._lock:
+            self._lease = _Lease(
+                lease.username,
+                lease.password,
+                lease.lease_id,
+                lease.duration,
+                time.time() + granted,
+                lease.token_generation,
+            )
+        return True
+
+    def _run(self) -> None:
+        vault = self._vault
+        backoff = Backoff()
+        while not vault.stopping.is_set():
+            lease = self._now_lease()
+            due = lease.expires - lease.duration / 3 - time.time()
+            stale = lease.token_generation != vault.token_generation
+            if not stale and self._wake.wait(max(0.0, due)):
+                self._wake.clear()
+                continue  # woken: re-login or close, look again
+            try:
+                if not self._renew(lease):
+                    self._issue()
+                vault.report(self._component, None)
+                backoff.reset()
+            except Exception as exc:
+                vault.renew_failed(self._component, exc, lease.expires, backoff, self._wake)
+
+
+class RedisCredentials(redis.CredentialProvider):
+    """redis-py asks this for the username and password of every new connection. Vault
+    deletes the old ACL user (and Redis closes its connections) when its lease ends, so
+    callers drop idle pooled connections on each new credential (`subscribe`)."""
+
+    def __init__(self, credentials: DatabaseCredentials) -> None:
+        self.credentials = credentials
+
+    def get_credentials(self) -> tuple[str, str]:
+        return self.credentials.current()

@@ -12,16 +12,29 @@ from pathlib import Path
 import pytest
 
 from bulwark_devstack import infra
+from bulwark_devstack import vault as devvault
 from bulwark_devstack.stack import Stack, StackConfig
 
 StackFactory = Callable[..., Stack]
 
 
 @pytest.fixture(scope="session")
+def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devvault.VaultServer]:
+    """One real OpenBao dev server for the session (or BULWARK_TEST_VAULT_ADDR/_TOKEN)."""
+    try:
+        with devvault.dev_server(tmp_path_factory.mktemp("bao")) as server:
+            yield server
+    except infra.MissingDependency as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def stack_factory(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, vault_server: devvault.VaultServer
 ) -> Iterator[StackFactory]:
-    """Start a stack with extra environment; every stack started is stopped at the end."""
+    """Start a stack with extra environment; every stack started is stopped at the end.
+    Each stack gets its own Vault prefix (policies, AppRoles, PKI and database roles) over
+    its own databases, provisioned by deploy/vault/ as in a cluster."""
     redis_url = os.environ.get("BULWARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     pg_admin = os.environ.get(
         "BULWARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,24 +47,48 @@ def stack_factory(
 
     with contextlib.ExitStack() as cleanup:
 
-        def start(env: dict[str, dict[str, str]] | None = None, redis: str | None = None) -> Stack:
+        def start(
+            env: dict[str, dict[str, str]] | None = None,
+            redis: str | None = None,
+            vault_setup: dict[str, str] | None = None,
+        ) -> Stack:
             root: Path = tmp_path_factory.mktemp("stack")
-            prefix = f"test:{uuid.uuid4().hex[:12]}:"
+            uid = uuid.uuid4().hex[:10]
+            prefix = f"test:{uid}:"
             dbs = {
                 svc: cleanup.enter_context(infra.temporary_database(pg_admin))
                 for svc in ("users", "auth", "api")
             }
+            kv = redis or redis_url
+            vault_prefix = f"t{uid}"
+            # Runs after the stack stopped, before its databases are dropped.
+            cleanup.callback(
+                devvault.teardown, vault_server.addr, vault_server.root_token, vault_prefix, dbs, kv
+            )
+            provisioned = devvault.provision(
+                vault_server.addr,
+                vault_server.root_token,
+                vault_prefix,
+                "bulwark-test",
+                dbs,
+                kv,
+                prefix,
+                root / "vault",
+                vault_setup,
+            )
             config = StackConfig(
                 data_dir=root / "data",
-                redis_url=redis or redis_url,
+                redis_url=kv,
                 redis_prefix=prefix,
                 database_urls=dict(dbs),
                 env=env or {},
                 log_dir=root / "logs",
+                vault=devvault.VaultDeployment(vault_server, provisioned),
             )
             stack = Stack(config)
-            cleanup.callback(infra.drop_prefix, redis or redis_url, prefix)
+            cleanup.callback(infra.drop_prefix, kv, prefix)
             cleanup.callback(stack.stop_all)
+            stack.provision_keys()
             stack.start_all()
             stack.wait_ready(timeout=90)
             return stack

@@ -16,15 +16,6 @@ from bulwark_devstack import vault as devvault
 from bulwark_devstack.vault_testing import VaultStack, VaultStackFactory
 
 
-@pytest.fixture(scope="session")
-def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devvault.VaultServer]:
-    try:
-        with devvault.dev_server(tmp_path_factory.mktemp("bao")) as server:
-            yield server
-    except infra.MissingDependency as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
 @pytest.fixture
 def vault_stack_factory(
     vault_server: devvault.VaultServer,

@@ -125,7 +125,11 @@ def test_signing_key_rotation_under_load_fails_no_request(stack_factory: Any) ->
     load = Load(stack.config.api_url, sessions)
     with load.running():
         _until("traffic", lambda: load.total() > 20, 60)
-        env = {**os.environ, **stack.config.environment("auth"), **stack.config.vault.env("auth-keys")}
+        env = {
+            **os.environ,
+            **stack.config.environment("auth"),
+            **stack.config.vault.env("auth-keys"),
+        }
         done = subprocess.run(
             [venv_script("bulwark-auth"), "rotate-keys", "--publish-seconds", "2"],
             env=env,
@@ -193,15 +197,16 @@ def test_certificates_and_database_credentials_renew_under_load(
         _until(
             "renewed certificates",
             lambda: all(
-                _served_certificate(stack.config.port(svc), client, svc).serial_number
-                != first[svc]
+                _served_certificate(stack.config.port(svc), client, svc).serial_number != first[svc]
                 for svc in ("users", "auth")
             ),
             30,
         )
         _until(
             "new database credentials",
-            lambda: bool({r for r in _vault_roles(postgres_admin_url) if prefix in r} - roles_before),
+            lambda: bool(
+                {r for r in _vault_roles(postgres_admin_url) if prefix in r} - roles_before
+            ),
             30,
         )
         after = load.total()

@@ -7,3 +7,8 @@ path "__KV__/data/__PREFIX__/auth/signing-keys" {
 path "__KV__/metadata/__PREFIX__/auth/signing-keys" {
   capabilities = ["read"]
 }
+
+# The public half of the same keys, for users' own token checks.
+path "__KV__/data/__PREFIX__/auth/jwks" {
+  capabilities = ["create", "read", "update"]
+}

@@ -10,6 +10,12 @@ path "__KV__/metadata/__PREFIX__/users/*" {
   capabilities = ["read"]
 }
 
+# auth's public keys (never the private ones): users verifies the end-user tokens api
+# forwards on admin calls itself.
+path "__KV__/data/__PREFIX__/auth/jwks" {
+  capabilities = ["read"]
+}
+
 # Dynamic credentials: runtime (DML), migrations (schema owner) and its Redis ACL user.
 path "__DB__/creds/__PREFIX__-users" {
   capabilities = ["read"]

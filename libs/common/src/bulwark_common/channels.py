@@ -267,9 +267,7 @@ def aio_channel(
             *interceptors,
         ]
         if material is None:
-            return grpc.aio.insecure_channel(
-                target, options=CHANNEL_OPTIONS, interceptors=chain
-            )
+            return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=chain)
         return grpc.aio.secure_channel(
             target,
             channel_credentials(material),

@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+import redis.asyncio as aioredis
 from sqlalchemy.engine import URL
 
 from bulwark_common import db, kv, safety
@@ -73,10 +75,10 @@ class Runtime:
             credentials=self.credentials("-migrate"),
         )
 
-    def redis(self, url: str) -> kv.redis.Redis:
+    def redis(self, url: str) -> redis.Redis:
         return kv.client(url, credentials=self.credentials("-redis"))
 
-    def aio_redis(self, url: str) -> kv.aioredis.Redis:
+    def aio_redis(self, url: str) -> aioredis.Redis:
         return kv.aio_client(url, credentials=self.credentials("-redis"))
 
     def vault_check(self) -> None:

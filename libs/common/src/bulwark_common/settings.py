@@ -51,7 +51,8 @@ class VaultConfig(BaseSettings):
 class ServiceSettings(VaultConfig):
     """What every service reads. Subclasses set `env_prefix` and add their own fields."""
 
-    environment: Environment = Field("dev", validation_alias=env("BULWARK_ENV"))
+    # Production unless said otherwise: forgetting the setting must not relax anything.
+    environment: Environment = Field("production", validation_alias=env("BULWARK_ENV"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=env("LOG_LEVEL")
     )

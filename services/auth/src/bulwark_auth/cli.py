@@ -122,13 +122,17 @@ def rotate_keys_command(publish_seconds: float | None, if_missing: bool) -> None
             keyring = rotate_keys(settings.key_dir)
         except SigningKeyError as exc:
             raise SystemExit(f"{PROGRAM}: {exc}") from None
-        log.info("signing keys rotated; restart auth to use the new key",
-                 extra={"kid": keyring.current.kid})
+        log.info(
+            "signing keys rotated; restart auth to use the new key",
+            extra={"kid": keyring.current.kid},
+        )
         return
     vault = Vault.connect(settings, "auth")
     try:
-        wait = publish_seconds if publish_seconds is not None else (
-            2 * settings.signing_keys_poll_seconds + 1
+        wait = (
+            publish_seconds
+            if publish_seconds is not None
+            else (2 * settings.signing_keys_poll_seconds + 1)
         )
         keysource.rotate(vault, wait, only_if_missing=if_missing)
     except SigningKeyError as exc:

@@ -62,7 +62,11 @@ class PublicKeys:
 
     def _load(self) -> None:
         self._loaded_at = time.monotonic()
-        data = self._store.kv_read(JWKS_PATH) or {}
+        try:
+            data = self._store.kv_read(JWKS_PATH) or {}
+        except Exception as exc:  # Vault down or nothing published: keep what we have
+            log.warning("cannot read auth's public keys from Vault: %s", type(exc).__name__)
+            return
         self._keys = accesstokens.public_keys(data.get("keys", []))
 
 

@@ -48,9 +48,7 @@ class UsersSettings(ServiceSettings):
     issuer: str = Field(
         "http://127.0.0.1:8080", validation_alias=env("USERS_ISSUER", "BULWARK_ISSUER")
     )
-    audience: str = Field(
-        "bulwark-api", validation_alias=env("USERS_AUDIENCE", "BULWARK_AUDIENCE")
-    )
+    audience: str = Field("bulwark-api", validation_alias=env("USERS_AUDIENCE", "BULWARK_AUDIENCE"))
     database_url: str | None = Field(
         None, validation_alias=env("USERS_DATABASE_URL", "DATABASE_URL")
     )

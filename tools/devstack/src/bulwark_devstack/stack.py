@@ -15,6 +15,7 @@ import httpx
 
 from bulwark_devstack import health
 from bulwark_devstack.infra import free_port, venv_script
+from bulwark_devstack.vault import VaultDeployment
 
 SERVICES = ("users", "auth", "api")  # start order: callees first
 # The settings that wire the services to each other and to their data: always the stack's.
@@ -26,6 +27,8 @@ WIRING = frozenset(
         "USERS_PORT",
         "AUTH_PORT",
         "API_PORT",
+        "USERS_HEALTH_PORT",
+        "AUTH_HEALTH_PORT",
         "AUTH_USERS_TARGET",
         "API_AUTH_TARGET",
         "API_USERS_TARGET",
@@ -46,11 +49,18 @@ class StackConfig:
     # Extra environment per service name ("users", "auth", "api") or "*" for all.
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     log_dir: Path | None = None  # None: inherit the terminal
+    # Every secret from this Vault prefix (mTLS, dynamic credentials, signing keys); None:
+    # dev without Vault (plaintext, local secrets).
+    vault: VaultDeployment | None = None
+    users_health_port: int = 0
+    auth_health_port: int = 0
 
     def __post_init__(self) -> None:
         self.users_port = self.users_port or free_port()
         self.auth_port = self.auth_port or free_port()
         self.api_port = self.api_port or free_port()
+        self.users_health_port = self.users_health_port or free_port()
+        self.auth_health_port = self.auth_health_port or free_port()
 
     @property
     def api_url(self) -> str:
@@ -74,7 +84,9 @@ class StackConfig:
                 "BULWARK_REDIS_PREFIX": self.redis_prefix,
                 "BULWARK_ISSUER": self.api_url,
                 "USERS_PORT": str(self.users_port),
+                "USERS_HEALTH_PORT": str(self.users_health_port),
                 "AUTH_PORT": str(self.auth_port),
+                "AUTH_HEALTH_PORT": str(self.auth_health_port),
                 "AUTH_USERS_TARGET": f"127.0.0.1:{self.users_port}",
                 "API_PORT": str(self.api_port),
                 "API_AUTH_TARGET": f"127.0.0.1:{self.auth_port}",
@@ -85,6 +97,9 @@ class StackConfig:
         url = self.database_urls.get(service)
         if url:
             env[f"{service.upper()}_DATABASE_URL"] = url
+        if self.vault is not None:
+            # Vault login settings and the database URL without credentials.
+            env.update(self.vault.env(service))
         env.update(self.env.get("*", {}))
         env.update(self.env.get(service, {}))
         return env
@@ -97,12 +112,28 @@ class Stack:
         self._logs: list[IO[bytes]] = []
 
     def migrate(self) -> None:
+        """What the chart's hook jobs do: migrations, and with Vault a first signing key
+        (the auth-keys operator role; auth itself may only read keys)."""
         for svc in SERVICES:
-            subprocess.run(
-                [venv_script(f"bulwark-{svc}"), "migrate"],
-                env=self.config.environment(svc),
-                check=True,
-            )
+            self._run(svc, "migrate")
+        self.provision_keys()
+
+    def provision_keys(self) -> None:
+        """A first signing key in Vault, unless there is one (dev services migrate at
+        start-up themselves, but never write keys)."""
+        if self.config.vault is not None:
+            self._run("auth", "rotate-keys", "--if-missing", identity="auth-keys")
+
+    def _run(self, service: str, *args: str, identity: str | None = None) -> None:
+        env = self.config.environment(service)
+        if identity is not None and self.config.vault is not None:
+            env.update(self.config.vault.env(identity))
+        done = subprocess.run(
+            [venv_script(f"bulwark-{service}"), *args], env=env, capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"bulwark-{service} {' '.join(args)} failed: {tail}")
 
     def start(self, service: str) -> None:
         out: IO[bytes] | None = None
@@ -145,7 +176,9 @@ class Stack:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def grpc_serving(self, service: str) -> bool:
-        return health.check(f"127.0.0.1:{self.config.port(service)}", timeout=1) == "SERVING"
+        """Through the plaintext health-only port, as a kubelet probe asks."""
+        port = {"users": self.config.users_health_port, "auth": self.config.auth_health_port}
+        return health.check(f"127.0.0.1:{port[service]}", timeout=1) == "SERVING"
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until api's /readyz says 200, or fail naming what is down or dead."""

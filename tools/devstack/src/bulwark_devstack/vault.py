@@ -23,6 +23,7 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from bulwark_common.tls import TlsMaterial, spiffe_id
 from bulwark_devstack.infra import MissingDependency, free_port
 
 DEPLOY = Path(__file__).resolve().parents[4] / "deploy" / "vault"
@@ -296,3 +297,46 @@ def _drop_redis_users(prefix: str, redis_url: str) -> None:
         pass  # a Redis already stopped holds no users
     finally:
         client.close()
+
+
+@dataclass(frozen=True)
+class VaultDeployment:
+    """One provisioned prefix on a Vault a stack runs against."""
+
+    server: VaultServer
+    provisioned: Provisioned
+
+    @property
+    def prefix(self) -> str:
+        return self.provisioned.prefix
+
+    @property
+    def namespace(self) -> str:
+        return self.provisioned.namespace
+
+    def env(self, ident: str) -> dict[str, str]:
+        return dict(self.provisioned.env[ident])
+
+
+def issue_certificate(deployment: VaultDeployment, service: str, ttl: str = "1h") -> TlsMaterial:
+    """A certificate of `service`'s identity from the deployment's PKI role, issued with the
+    admin token: what a test needs to speak as that service."""
+    root = hvac.Client(url=deployment.server.addr, token=deployment.server.root_token, timeout=10)
+    data = root.secrets.pki.generate_certificate(
+        f"{deployment.prefix}-{service}",
+        service,
+        extra_params={
+            "uri_sans": spiffe_id(deployment.namespace, service),
+            "alt_names": "localhost",
+            "ip_sans": "127.0.0.1",
+            "ttl": ttl,
+            "private_key_format": "pkcs8",
+        },
+    )["data"]
+    chain = data.get("ca_chain") or [data["issuing_ca"]]
+    return TlsMaterial(
+        key_pem=data["private_key"].encode(),
+        cert_pem=data["certificate"].encode(),
+        ca_pem="\n".join(chain).encode() + b"\n",
+        not_after=float(data["expiration"]),
+    )

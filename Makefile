@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PROTO_OUT := libs/common/src
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean
+.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean admin
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,3 +56,8 @@ fuzz: sync ## schemathesis over api's OpenAPI against a local stack
 
 clean: ## remove the local environment and data
 	rm -rf .venv .tools .data
+
+admin: sync ## create an admin in the running `make dev` stack: make admin USERNAME=.. EMAIL=.. (password from stdin)
+	@test -f .data/dev.env || { echo "make admin: start the stack first (make dev, in another terminal)"; exit 1; }
+	@test -n "$(USERNAME)" -a -n "$(EMAIL)" || { echo "usage: make admin USERNAME=admin EMAIL=admin@example.com"; exit 2; }
+	@set -a && . ./.data/dev.env && set +a && .venv/bin/bulwark-users create-admin --username "$(USERNAME)" --email "$(EMAIL)"

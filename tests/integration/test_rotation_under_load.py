@@ -26,7 +26,12 @@ from bulwark_devstack.stack import Stack
 from bulwark_devstack.testkit import Session, bearer, random_ip, sign_up
 from bulwark_devstack.vault import issue_certificate
 
-TRUSTED = {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]'}
+# Limits high enough that the load measures rotation, not the rate limiter.
+TRUSTED = {
+    "API_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+    "API_TOKEN_RATE": "6000/minute",
+    "API_USER_RATE": "60000/minute",
+}
 
 
 class Load:
@@ -52,7 +57,15 @@ class Load:
                 self.failures.append(f"{what}: {r.status_code} {r.text[:200]}")
 
     def _run(self, i: int) -> None:
+        try:
+            self._loop(i)
+        except Exception as exc:  # a crashed thread must fail the test, not vanish
+            with self._lock:
+                self.failures.append(f"load thread {i}: {exc!r}")
+
+    def _loop(self, i: int) -> None:
         session = self.sessions[i % len(self.sessions)]
+        token = session.access_token
         with httpx.Client(
             base_url=self.api_url, timeout=15, headers={"X-Forwarded-For": random_ip()}
         ) as http:
@@ -71,25 +84,22 @@ class Load:
                     self._record("login", r)
                     if r.status_code == 200:
                         token = r.json()["access_token"]
-                        session.access_token = token
                         with self._lock:
                             self.kids.add(jwt.get_unverified_header(token)["kid"])
                 elif n % 5 == 1:
                     r = http.post(
                         "/v1/items",
                         json={"name": f"item {n}"},
-                        headers=bearer(session.access_token),
+                        headers=bearer(token),
                     )
                     self._record("create item", r)
                 elif n % 5 == 2:
                     self._record(
                         "list items",
-                        http.get("/v1/items?limit=5", headers=bearer(session.access_token)),
+                        http.get("/v1/items?limit=5", headers=bearer(token)),
                     )
                 else:
-                    self._record(
-                        "me", http.get("/v1/users/me", headers=bearer(session.access_token))
-                    )
+                    self._record("me", http.get("/v1/users/me", headers=bearer(token)))
 
     def total(self) -> int:
         with self._lock:
@@ -107,10 +117,12 @@ class Load:
                 t.join(timeout=30)
 
 
-def _until(what: str, condition: Callable[[], bool], timeout: float) -> None:
+def _until(what: str, condition: Callable[[], bool], timeout: float, load: Load) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what}: {load.statuses} {load.failures[:5]}"
+        )
         time.sleep(0.1)
 
 
@@ -124,7 +136,7 @@ def test_signing_key_rotation_under_load_fails_no_request(stack_factory: Any) ->
     old_kid = jwt.get_unverified_header(old_token)["kid"]
     load = Load(stack.config.api_url, sessions)
     with load.running():
-        _until("traffic", lambda: load.total() > 20, 60)
+        _until("traffic", lambda: load.total() > 20, 60, load)
         env = {
             **os.environ,
             **stack.config.environment("auth"),
@@ -139,9 +151,9 @@ def test_signing_key_rotation_under_load_fails_no_request(stack_factory: Any) ->
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        _until("a token signed by the new key", lambda: len(load.kids - {old_kid}) > 0, 30)
+        _until("a token signed by the new key", lambda: len(load.kids - {old_kid}) > 0, 30, load)
         after = load.total()
-        _until("traffic after the rotation", lambda: load.total() > after + 20, 60)
+        _until("traffic after the rotation", lambda: load.total() > after + 20, 60, load)
     assert load.failures == [], load.failures[:10]
     # Tokens signed before the rotation stay valid until they expire.
     r = httpx.get(f"{stack.config.api_url}/v1/users/me", headers=bearer(old_token))
@@ -201,6 +213,7 @@ def test_certificates_and_database_credentials_renew_under_load(
                 for svc in ("users", "auth")
             ),
             30,
+            load,
         )
         _until(
             "new database credentials",
@@ -208,8 +221,9 @@ def test_certificates_and_database_credentials_renew_under_load(
                 {r for r in _vault_roles(postgres_admin_url) if prefix in r} - roles_before
             ),
             30,
+            load,
         )
         after = load.total()
-        _until("traffic after the renewals", lambda: load.total() > after + 30, 60)
+        _until("traffic after the renewals", lambda: load.total() > after + 30, 60, load)
     assert load.failures == [], load.failures[:10]
     assert load.total() > 60

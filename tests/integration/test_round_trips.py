@@ -12,6 +12,7 @@ from redis.asyncio.connection import Connection
 
 from bulwark_api.app import create_app
 from bulwark_api.settings import ApiSettings
+from bulwark_common.runtime import Runtime
 from bulwark_devstack.stack import Stack
 from bulwark_devstack.testkit import bearer, sign_up
 
@@ -21,15 +22,11 @@ def test_protected_read_is_one_redis_round_trip(
 ) -> None:
     stack = stack_factory()
     cfg = stack.config
-    env = cfg.environment("api")
-    settings = ApiSettings(
-        redis_url=cfg.redis_url,
-        redis_prefix=cfg.redis_prefix,
-        database_url=cfg.database_urls["api"],
-        auth_target=env["API_AUTH_TARGET"],
-        users_target=env["API_USERS_TARGET"],
-        issuer=cfg.api_url,  # tokens come from the stack's auth, issued for this issuer
-    )
+    # An in-process api with the stack's own api identity: same Vault login, mTLS, limits.
+    for name, value in cfg.environment("api").items():
+        monkeypatch.setenv(name, value)
+    settings = ApiSettings()
+    runtime = Runtime.start(settings, service="api", program="test", database_url=None)
     token = sign_up(cfg.api_url).access_token
 
     sends: list[int] = []
@@ -41,7 +38,7 @@ def test_protected_read_is_one_redis_round_trip(
 
     monkeypatch.setattr(Connection, "send_packed_command", counting)
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, runtime)) as client:
         created = client.post("/v1/items", json={"name": "x"}, headers=bearer(token))
         assert created.status_code == 201, created.text
         url = created.headers["location"]
@@ -58,5 +55,6 @@ def test_protected_read_is_one_redis_round_trip(
         sends.clear()
         for _ in range(5):
             assert client.get(url, headers=bearer(token)).status_code == 200
+    runtime.close()
     assert len(sends) == 5, f"{len(sends)} Redis round trips for 5 reads"
     assert auth_calls == []

@@ -220,3 +220,28 @@ def test_production_refuses_to_start_without_vault(service: str) -> None:
     assert len(lines) == 1, lines
     assert "refusing to start in production" in lines[0]
     assert "VAULT_ADDR" in lines[0] and f"{service.upper()}_DATABASE_URL" in lines[0]
+
+
+def test_production_auth_refuses_to_start_without_provisioned_keys(
+    vault_stack_factory: Any,
+) -> None:
+    """Vault reachable, login fine, but nobody ran `rotate-keys`: auth must not invent a
+    key (it would differ per replica and void every token on restart)."""
+    vault_stack = vault_stack_factory()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("USERS_", "AUTH_", "API_", "BULWARK_", "VAULT_"))
+    }
+    env.update(vault_stack.provisioned.env["auth"])
+    env.update(BULWARK_ENV="production", REDIS_URL=vault_stack.redis_url)
+    done = subprocess.run(
+        [venv_script("bulwark-auth"), "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "no signing key in Vault" in done.stderr.splitlines()[-1]

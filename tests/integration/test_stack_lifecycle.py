@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 
 from bulwark_devstack.infra import venv_script
 from bulwark_devstack.stack import Stack
+from bulwark_devstack.vault import issue_certificate
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +41,37 @@ def test_grpc_health_reports_serving(stack: Stack) -> None:
         ("users", "bulwark.users.v1.UsersService"),
         ("auth", "bulwark.auth.v1.AuthService"),
     ):
+        # As a kubelet probes: plaintext, on the health-only port.
         probe = subprocess.run(
-            [venv_script("bulwark-grpc-health"), f"127.0.0.1:{stack.config.port(svc)}", name],
+            [
+                venv_script("bulwark-grpc-health"),
+                f"127.0.0.1:{stack.config.health_port(svc)}",
+                name,
+            ],
             capture_output=True,
             text=True,
             check=False,
         )
+        assert probe.returncode == 0 and probe.stdout.strip().endswith("SERVING"), probe.stdout
+        # As a peer: over mTLS on the service port, with an identity from Vault.
+        assert stack.config.vault is not None
+        me = issue_certificate(stack.config.vault, "api")
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"cert": me.cert_pem, "key": me.key_pem, "ca": me.ca_pem}
+            for part, pem in files.items():
+                Path(tmp, part).write_bytes(pem)
+            probe = subprocess.run(
+                [
+                    venv_script("bulwark-grpc-health"),
+                    f"127.0.0.1:{stack.config.port(svc)}",
+                    name,
+                    *("--tls-cert", str(Path(tmp, "cert")), "--tls-key", str(Path(tmp, "key"))),
+                    *("--tls-ca", str(Path(tmp, "ca")), "--server-name", svc),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         assert probe.returncode == 0 and probe.stdout.strip().endswith("SERVING"), probe.stdout
 
 

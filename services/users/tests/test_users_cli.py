@@ -30,9 +30,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("USERS_", "BULWARK_", "OTEL_")) and k not in ("DATABASE_URL",)
+        if not k.startswith(("USERS_", "BULWARK_", "OTEL_", "VAULT_"))
+        and k not in ("DATABASE_URL",)
     }
-    return {**env, **extra}
+    # Dev without Vault: these tests are about the commands, not where secrets come from
+    # (the Vault-backed path runs in tests/integration).
+    return {**env, "BULWARK_ENV": "dev", **extra}
 
 
 def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -110,8 +113,9 @@ def test_create_admin_then_log_in_through_the_server(
 def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Run cli.main() here: clean settings, and leave the test runner's logging alone."""
     for key in list(os.environ):
-        if key.startswith(("USERS_", "BULWARK_")) or key == "DATABASE_URL":
+        if key.startswith(("USERS_", "BULWARK_", "VAULT_")) or key == "DATABASE_URL":
             monkeypatch.delenv(key)
+    monkeypatch.setenv("BULWARK_ENV", "dev")  # without Vault; Vault-backed: tests/integration
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "setup_logging", lambda *a, **k: None)
     return tmp_path

@@ -31,15 +31,22 @@ class Runtime:
 
     @classmethod
     def start(
-        cls, settings: ServiceSettings, *, service: str, program: str, database_url: str | None
+        cls,
+        settings: ServiceSettings,
+        *,
+        service: str,
+        program: str,
+        database_url: str | None,
+        identity: bool = True,
     ) -> Runtime:
         """Refuse unsafe production settings (exit 2), then log in to Vault, retrying with
-        backoff while it is unreachable (the process is not ready meanwhile)."""
+        backoff while it is unreachable (the process is not ready meanwhile). `identity`:
+        issue this service's mTLS certificate (servers; not one-off commands)."""
         safety.refuse_unsafe(settings, program=program, service=service, database_url=database_url)
         if not settings.vault_addr:
             return cls(service, settings)
         vault = Vault.connect(settings, service)
-        return cls(service, settings, vault, vault.certificates(service))
+        return cls(service, settings, vault, vault.certificates(service) if identity else None)
 
     @property
     def prefix(self) -> str:

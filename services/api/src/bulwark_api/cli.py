@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(ApiSettings, PROGRAM)
     setup_logging("api", settings.log_level)
     runtime = Runtime.start(
-        settings, service="api", program=PROGRAM, database_url=settings.database_url
+        settings,
+        service="api",
+        program=PROGRAM,
+        database_url=settings.database_url,
+        identity=args.command != "migrate",
     )
     try:
         if args.command == "migrate":

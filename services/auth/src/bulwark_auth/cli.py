@@ -29,9 +29,13 @@ def _settings() -> AuthSettings:
     return settings
 
 
-def _runtime(settings: AuthSettings) -> Runtime:
+def _runtime(settings: AuthSettings, *, identity: bool = True) -> Runtime:
     return Runtime.start(
-        settings, service="auth", program=PROGRAM, database_url=settings.database_url
+        settings,
+        service="auth",
+        program=PROGRAM,
+        database_url=settings.database_url,
+        identity=identity,
     )
 
 
@@ -103,7 +107,7 @@ def serve() -> None:
 
 def migrate_command() -> None:
     settings = _settings()
-    runtime = _runtime(settings)
+    runtime = _runtime(settings, identity=False)
     try:
         runtime.migrate(MIGRATIONS, settings.database_url, settings.data_dir)
     finally:

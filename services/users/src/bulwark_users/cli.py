@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(UsersSettings, PROGRAM)
     setup_logging("users", settings.log_level)
     runtime = Runtime.start(
-        settings, service="users", program=PROGRAM, database_url=settings.database_url
+        settings,
+        service="users",
+        program=PROGRAM,
+        database_url=settings.database_url,
+        identity=args.command in (None, "serve"),
     )
     try:
         if args.command == "migrate":

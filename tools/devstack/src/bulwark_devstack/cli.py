@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from bulwark_devstack.infra import MissingDependency, private_redis, require_redis
-from bulwark_devstack.stack import WIRING, Stack, StackConfig
+import psycopg
+from psycopg import sql
+
+from bulwark_devstack import vault as devvault
+from bulwark_devstack.infra import (
+    PG_START,
+    MissingDependency,
+    private_redis,
+    require_postgres,
+    require_redis,
+)
+from bulwark_devstack.stack import SERVICES, WIRING, Stack, StackConfig
 
 SETTING_PREFIXES = ("USERS_", "AUTH_", "API_", "BULWARK_")
+DEV_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+# What `make admin` (and any command of yours) needs to act as users in this dev stack.
+ENV_FILE = "dev.env"
 
 
 def main() -> None:
@@ -26,19 +41,82 @@ def main() -> None:
             else:
                 redis_url = resources.enter_context(private_redis(data_dir / "redis"))
                 redis_note = f"{redis_url} (private, for this run; set REDIS_URL to use yours)"
-            run(data_dir, redis_url, redis_note)
+            databases = _databases()
+            vault = resources.enter_context(_vault(data_dir, databases, redis_url))
+            run(data_dir, redis_url, redis_note, databases, vault)
     except MissingDependency as exc:
         print(f"make dev: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
-def run(data_dir: Path, redis_url: str, redis_note: str) -> None:
+def _databases() -> dict[str, str]:
+    """One PostgreSQL database per service, kept between runs (Vault's dynamic database
+    users need PostgreSQL: there is no SQLite in a stack that runs like production)."""
+    admin = os.environ.get("BULWARK_DEV_POSTGRES_URL", DEV_POSTGRES)
+    try:
+        require_postgres(admin)
+    except MissingDependency as exc:
+        raise MissingDependency(
+            f"{exc}\nmake dev needs PostgreSQL >= 13 (apt install postgresql; then {PG_START}), "
+            "or set BULWARK_DEV_POSTGRES_URL to an admin URL of yours"
+        ) from None
+    name = os.environ.get("BULWARK_DEV_DATABASE_PREFIX", "bulwark_dev")
+    return {svc: ensure_database(admin, f"{name}_{svc}") for svc in SERVICES}
+
+
+@contextlib.contextmanager
+def _vault(
+    data_dir: Path, databases: dict[str, str], redis_url: str
+) -> Iterator[devvault.VaultDeployment]:
+    """A private OpenBao dev server (or VAULT_ADDR with an admin VAULT_TOKEN), provisioned by
+    deploy/vault/ exactly as the chart's setup job does; its leases end with the run."""
+    if os.environ.get("VAULT_ADDR"):
+        os.environ.setdefault("BULWARK_TEST_VAULT_ADDR", os.environ["VAULT_ADDR"])
+        os.environ.setdefault("BULWARK_TEST_VAULT_TOKEN", os.environ.get("VAULT_TOKEN", ""))
+    with devvault.dev_server(data_dir / "bao") as server:
+        prefix = os.environ.get("BULWARK_VAULT_PREFIX", "bulwark")
+        provisioned = devvault.provision(
+            server.addr,
+            server.root_token,
+            prefix,
+            "dev",
+            databases,
+            redis_url,
+            "bulwark:",
+            data_dir / "vault",
+        )
+        try:
+            yield devvault.VaultDeployment(server, provisioned)
+        finally:
+            devvault.teardown(server.addr, server.root_token, prefix, databases, redis_url)
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def _write_env_file(path: Path, env: dict[str, str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(f"{k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+
+
+def run(
+    data_dir: Path,
+    redis_url: str,
+    redis_note: str,
+    databases: dict[str, str],
+    vault: devvault.VaultDeployment,
+) -> None:
     config = StackConfig(
         data_dir=data_dir,
         redis_url=redis_url,
-        database_urls={
-            s: os.environ.get(f"{s.upper()}_DATABASE_URL") for s in ("users", "auth", "api")
-        },
+        database_urls=dict(databases),
+        vault=vault,
         users_port=int(os.environ.get("USERS_PORT", 50052)),
         auth_port=int(os.environ.get("AUTH_PORT", 50051)),
         api_port=int(os.environ.get("API_PORT", 8080)),
@@ -53,6 +131,12 @@ def run(data_dir: Path, redis_url: str, redis_note: str) -> None:
         },
     )
     stack = Stack(config)
+    users_env = {
+        k: v
+        for k, v in config.environment("users").items()
+        if k.startswith(("USERS_", "BULWARK_", "VAULT_", "REDIS_"))
+    }
+    _write_env_file(data_dir / ENV_FILE, users_env)
     stop = threading.Event()
     restart = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,10 +155,12 @@ def run(data_dir: Path, redis_url: str, redis_note: str) -> None:
             f"  auth   127.0.0.1:{config.auth_port}        (gRPC)\n"
             f"  users  127.0.0.1:{config.users_port}        (gRPC)\n"
             f"  redis  {redis_note}\n"
+            f"  vault  {vault.server.addr} (prefix {vault.prefix}: every secret, mTLS between "
+            "the services)\n"
             f"  data   {data_dir}\n"
             f"  pids   {pids}   (this runner: {os.getpid()})\n"
             "Create the first admin (password read from stdin):\n"
-            "  uv run bulwark-users create-admin --username admin --email admin@example.com\n"
+            "  make admin USERNAME=admin EMAIL=admin@example.com\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -69,6 +69,10 @@ class StackConfig:
     def port(self, service: str) -> int:
         return {"users": self.users_port, "auth": self.auth_port, "api": self.api_port}[service]
 
+    def health_port(self, service: str) -> int:
+        """The plaintext port that answers only grpc.health.v1 (what a kubelet probes)."""
+        return {"users": self.users_health_port, "auth": self.auth_health_port}[service]
+
     def environment(self, service: str) -> dict[str, str]:
         env = {
             k: v
@@ -177,8 +181,8 @@ class Stack:
 
     def grpc_serving(self, service: str) -> bool:
         """Through the plaintext health-only port, as a kubelet probe asks."""
-        port = {"users": self.config.users_health_port, "auth": self.config.auth_health_port}
-        return health.check(f"127.0.0.1:{port[service]}", timeout=1) == "SERVING"
+        port = self.config.health_port(service)
+        return health.check(f"127.0.0.1:{port}", timeout=1) == "SERVING"
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until api's /readyz says 200, or fail naming what is down or dead."""

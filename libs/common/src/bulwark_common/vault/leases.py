@@ -153,3 +153,7 @@ class RedisCredentials(redis.CredentialProvider):
 
     def get_credentials(self) -> tuple[str, str]:
         return self.credentials.current()
+
+    async def get_credentials_async(self) -> tuple[str, str]:
+        # In memory, never a network call: the renewer thread fetched it already.
+        return self.credentials.current()

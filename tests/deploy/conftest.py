@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make deploykit importable
 
-from deploykit import VALUE_SETS, Docs, helm_template, load  # noqa: E402
+from deploykit import VALUE_SETS, Docs, helm_template, load
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deploykit import (  # noqa: E402
+from deploykit import (
     CHART,
     NAMESPACE,
     ROOT,
     VALUE_SETS,
     Docs,
-    helm_template,
     pod_specs,
     run,
     tool,
@@ -77,9 +76,7 @@ def test_kubernetes_validate_strict(
 
 
 @pytest.mark.parametrize("name", SETS)
-def test_every_pod_is_restricted_read_only_and_limited(
-    name: str, objects: dict[str, Docs]
-) -> None:
+def test_every_pod_is_restricted_read_only_and_limited(name: str, objects: dict[str, Docs]) -> None:
     specs = dict(pod_specs(objects[name]))
     assert specs, "no pods rendered"
     for where, spec in specs.items():
@@ -117,7 +114,8 @@ def test_services_probes_and_grace(name: str, objects: dict[str, Docs]) -> None:
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["BULWARK_HEALTH_PORT"] == str(port)
     api = deployments["bulwark-api"]["spec"]["template"]["spec"]
-    paths = {api["containers"][0][p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
+    api_c = api["containers"][0]
+    paths = {api_c[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
     assert paths == {"/healthz", "/readyz"}
     for svc in ("api", "auth", "users"):
         spec = deployments[f"bulwark-{svc}"]["spec"]["template"]["spec"]
@@ -142,10 +140,15 @@ def test_service_env_follows_the_contract(name: str, objects: dict[str, Docs]) -
         assert db_url.startswith("postgresql://") and "@" not in db_url  # no credentials
         assert "@" not in env["REDIS_URL"]
         assert c["args"] == ["serve"]
-    api_env = {e["name"]: e.get("value") for e in deployments["bulwark-api"]["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+
+    def env_of(svc: str) -> dict[str, str]:
+        c = deployments[f"bulwark-{svc}"]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in c["env"]}
+
+    api_env = env_of("api")
     assert api_env["API_AUTH_TARGET"] == "bulwark-auth:50051"
     assert api_env["API_USERS_TARGET"] == "bulwark-users:50052"
-    auth_env = {e["name"]: e.get("value") for e in deployments["bulwark-auth"]["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    auth_env = env_of("auth")
     assert auth_env["AUTH_USERS_TARGET"] == "bulwark-users:50052"
 
 
@@ -244,4 +247,3 @@ def test_chart_vault_files_match_deploy_vault() -> None:
     for copy, source in pairs.items():
         if source.exists():  # lands from branch `vault`; until then the copy is a stub
             assert copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}"
-

@@ -31,7 +31,8 @@ base() {
   command -v debootstrap >/dev/null || { echo "base-image: needs debootstrap (apt-get install debootstrap)"; exit 1; }
   local root
   root=$(mktemp -d)
-  trap 'rm -rf "$root"' RETURN
+  BASE_ROOT=$root
+  trap 'rm -rf "$BASE_ROOT"' EXIT
   echo "base-image: debootstrap --variant=minbase bookworm ($DEBIAN_MIRROR)"
   debootstrap --variant=minbase bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*
@@ -82,11 +83,12 @@ build() {
 # api on a read-only root filesystem (only /tmp writable), no capabilities: it must start,
 # then exit 0 on SIGTERM well within the 30 s grace period.
 smoke() {
-  local name="bulwark-smoke-$$" start
+  SMOKE_NAME="bulwark-smoke-$$"
+  local name=$SMOKE_NAME start
+  trap '"${engine[@]}" rm -f "$SMOKE_NAME" >/dev/null 2>&1' EXIT
   "${engine[@]}" run -d --name "$name" "${run_flags[@]}" --read-only --tmpfs /tmp \
     --cap-drop ALL --security-opt no-new-privileges -e BULWARK_ENV=dev -e API_HOST=0.0.0.0 \
     "localhost/bulwark-api:$VERSION" >/dev/null
-  trap '"${engine[@]}" rm -f "$name" >/dev/null 2>&1' RETURN
   local deadline=$((SECONDS + 30))
   until "${engine[@]}" logs "$name" 2>&1 | grep -q '"listening"'; do
     [ "$SECONDS" -lt "$deadline" ] || { echo "images: api did not start"; "${engine[@]}" logs "$name"; exit 1; }

@@ -80,25 +80,35 @@ build() {
   smoke
 }
 
-# api on a read-only root filesystem (only /tmp writable), no capabilities: it must start,
-# then exit 0 on SIGTERM well within the 30 s grace period.
+# Each service on a read-only root filesystem (only /tmp writable), no capabilities, in dev
+# mode without Vault (no datastores needed to listen): it must start, then exit 0 on SIGTERM
+# well within the chart's 30 s grace period.
 smoke() {
-  SMOKE_NAME="bulwark-smoke-$$"
-  local name=$SMOKE_NAME start
+  local svc
+  for svc in "${SERVICES[@]}"; do smoke_one "$svc"; done
+}
+
+smoke_one() {
+  local svc=$1 start code
+  SMOKE_NAME="bulwark-smoke-$svc-$$"
   trap '"${engine[@]}" rm -f "$SMOKE_NAME" >/dev/null 2>&1' EXIT
-  "${engine[@]}" run -d --name "$name" "${run_flags[@]}" --read-only --tmpfs /tmp \
-    --cap-drop ALL --security-opt no-new-privileges -e BULWARK_ENV=dev -e API_HOST=0.0.0.0 \
-    "localhost/bulwark-api:$VERSION" >/dev/null
+  "${engine[@]}" run -d --name "$SMOKE_NAME" "${run_flags[@]}" --read-only --tmpfs /tmp \
+    --cap-drop ALL --security-opt no-new-privileges -e BULWARK_ENV=dev \
+    -e "${svc^^}_HOST=0.0.0.0" "localhost/bulwark-$svc:$VERSION" >/dev/null
   local deadline=$((SECONDS + 30))
-  until "${engine[@]}" logs "$name" 2>&1 | grep -q '"listening"'; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "images: api did not start"; "${engine[@]}" logs "$name"; exit 1; }
+  until "${engine[@]}" logs "$SMOKE_NAME" 2>&1 | grep -q '"listening"'; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "images: $svc did not start"
+      "${engine[@]}" logs "$SMOKE_NAME"
+      exit 1
+    fi
     sleep 0.5
   done
   start=$(date +%s%N)
-  "${engine[@]}" stop -t 30 "$name" >/dev/null
-  local code
-  code=$("${engine[@]}" inspect "$name" --format '{{.State.ExitCode}}')
-  echo "images: api (read-only root, uid $("${engine[@]}" inspect "$name" --format '{{.Config.User}}')) stopped on SIGTERM in $(( ($(date +%s%N) - start) / 1000000 )) ms, exit $code"
+  "${engine[@]}" stop -t 30 "$SMOKE_NAME" >/dev/null
+  code=$("${engine[@]}" inspect "$SMOKE_NAME" --format '{{.State.ExitCode}}')
+  echo "images: $svc (read-only root, user $("${engine[@]}" inspect "$SMOKE_NAME" --format '{{.Config.User}}')) exited $code on SIGTERM after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  "${engine[@]}" rm -f "$SMOKE_NAME" >/dev/null
   [ "$code" = 0 ] || exit 1
 }
 

@@ -166,7 +166,12 @@ redis://{{ include "bulwark.fullname" . }}-redis:6379/0
 
 {{/* Ports of the datastores and Vault, and which release components reach each. */}}
 {{- define "bulwark.targetPort" -}}
-{{- $ports := dict "postgresql" (int .root.Values.postgresql.port) "redis" 6379 "vault" (int .root.Values.networkPolicy.vaultPort) "otlp" (int .root.Values.otlp.port) -}}
+{{- $redisPort := 6379 -}}
+{{- if not .root.Values.dev.redis.enabled -}}
+{{- $hostPort := splitList ":" (urlParse .root.Values.redis.url).host -}}
+{{- if gt (len $hostPort) 1 }}{{ $redisPort = int (last $hostPort) }}{{ end -}}
+{{- end -}}
+{{- $ports := dict "postgresql" (int .root.Values.postgresql.port) "redis" $redisPort "vault" (int .root.Values.networkPolicy.vaultPort) "otlp" (int .root.Values.otlp.port) -}}
 {{- if and (eq .target "vault") .root.Values.dev.openbao.enabled }}8200{{ else if and (eq .target "postgresql") .root.Values.dev.postgresql.enabled }}5432{{ else }}{{ get $ports .target }}{{ end }}
 {{- end }}
 

@@ -61,11 +61,14 @@ build() {
   echo "images: base $base_image"
   for svc in "${SERVICES[@]}"; do
     local start=$SECONDS
+    # The labels are also given as flags: buildah's cache ignores ARGs used only by LABEL.
     "${engine[@]}" build "${run_flags[@]}" -q -f Dockerfile \
       --secret "id=cabundle,src=$CABUNDLE" \
       --build-arg BASE_IMAGE="$base_image" --build-arg SERVICE="$svc" \
       --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
       --build-arg CREATED="$created" \
+      --label "org.opencontainers.image.revision=$revision" \
+      --label "org.opencontainers.image.created=$created" \
       -t "localhost/bulwark-$svc:$VERSION" . >/dev/null
     echo "images: localhost/bulwark-$svc:$VERSION built in $((SECONDS - start))s"
   done

@@ -253,3 +253,24 @@ def test_chart_vault_files_match_deploy_vault() -> None:
     for copy, source in pairs.items():
         if source.exists():  # lands from branch `vault`; until then the copy is a stub
             assert copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}"
+
+
+def test_schema_closes_every_object_users_write() -> None:
+    """Every schema object with named properties rejects unknown keys; the only open objects
+    are string maps (labels, annotations, env, node selectors)."""
+    import json
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object":
+                if "properties" in node:
+                    assert node.get("additionalProperties") is False, path
+                else:
+                    assert node.get("additionalProperties") == {"type": "string"}, path
+            for key, child in node.items():
+                walk(child, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{path}[{i}]")
+
+    walk(json.loads((CHART / "values.schema.json").read_text()), "")

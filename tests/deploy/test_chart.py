@@ -3,6 +3,7 @@ Kubernetes objects, PSS restricted pods, no secrets, no API access, manifests in
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -258,7 +259,6 @@ def test_chart_vault_files_match_deploy_vault() -> None:
 def test_schema_closes_every_object_users_write() -> None:
     """Every schema object with named properties rejects unknown keys; the only open objects
     are string maps (labels, annotations, env, node selectors)."""
-    import json
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):

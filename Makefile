@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PROTO_OUT := libs/common/src
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean admin
+.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean admin check-tools images base-image manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ sync: uv ## create .venv from uv.lock
 dev: sync ## run users, auth and api in the foreground (Ctrl-C stops all)
 	@$(UV) run --frozen bulwark-dev
 
-test: sync proto-check ## run every test (unit, integration, e2e)
+test: sync proto-check check-tools ## run every test (unit, integration, e2e, chart and image checks)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: sync ## ruff and mypy
@@ -53,6 +53,18 @@ bench: sync ## benchmarks (login rate vs raw argon2id; api hot path)
 
 fuzz: sync ## schemathesis over api's OpenAPI against a local stack
 	@$(UV) run --frozen pytest tests/e2e/test_e2e_fuzz.py
+
+check-tools: ## helm, kubectl and the deploy checkers into .tools/ (pinned, hash-verified)
+	@bash tools/checks/install.sh
+
+images: ## build the three service images (docker, else podman) and print their sizes
+	@bash deploy/images/images.sh build
+
+base-image: ## build the local Python base (debootstrap) for when python:3.11-slim cannot be pulled
+	@bash deploy/images/images.sh base
+
+manifests: check-tools ## render deploy/k8s/ plain manifests from the chart
+	@bash deploy/k8s/render.sh
 
 clean: ## remove the local environment and data
 	rm -rf .venv .tools .data

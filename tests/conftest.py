@@ -60,21 +60,18 @@ def stack_factory(
                 for svc in ("users", "auth", "api")
             }
             kv = redis or redis_url
-            vault_prefix = f"t{uid}"
-            # Runs after the stack stopped, before its databases are dropped.
-            cleanup.callback(
-                devvault.teardown, vault_server.addr, vault_server.root_token, vault_prefix, dbs, kv
-            )
-            provisioned = devvault.provision(
-                vault_server.addr,
-                vault_server.root_token,
-                vault_prefix,
-                "bulwark-test",
-                dbs,
-                kv,
-                prefix,
-                root / "vault",
-                vault_setup,
+            # Left after the stack stopped, before its databases are dropped.
+            vault = cleanup.enter_context(
+                devvault.deployment(
+                    vault_server,
+                    f"t{uid}",
+                    "bulwark-test",
+                    dbs,
+                    kv,
+                    prefix,
+                    root / "vault",
+                    vault_setup,
+                )
             )
             config = StackConfig(
                 data_dir=root / "data",
@@ -83,7 +80,7 @@ def stack_factory(
                 database_urls=dict(dbs),
                 env=env or {},
                 log_dir=root / "logs",
-                vault=devvault.VaultDeployment(vault_server, provisioned),
+                vault=vault,
             )
             stack = Stack(config)
             cleanup.callback(infra.drop_prefix, kv, prefix)

@@ -75,20 +75,20 @@ def _vault(
         os.environ.setdefault("BULWARK_TEST_VAULT_TOKEN", os.environ.get("VAULT_TOKEN", ""))
     with devvault.dev_server(data_dir / "bao") as server:
         prefix = os.environ.get("BULWARK_VAULT_PREFIX", "bulwark")
-        provisioned = devvault.provision(
-            server.addr,
-            server.root_token,
-            prefix,
-            "dev",
-            databases,
-            redis_url,
-            "bulwark:",
-            data_dir / "vault",
-        )
-        try:
-            yield devvault.VaultDeployment(server, provisioned)
-        finally:
-            devvault.teardown(server.addr, server.root_token, prefix, databases, redis_url)
+        yield from _provisioned(server, prefix, databases, redis_url, data_dir)
+
+
+def _provisioned(
+    server: devvault.VaultServer,
+    prefix: str,
+    databases: dict[str, str],
+    redis_url: str,
+    data_dir: Path,
+) -> Iterator[devvault.VaultDeployment]:
+    with devvault.deployment(
+        server, prefix, "dev", databases, redis_url, "bulwark:", data_dir / "vault"
+    ) as deployment:
+        yield deployment
 
 
 def ensure_database(admin_url: str, name: str) -> str:

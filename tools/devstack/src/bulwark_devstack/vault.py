@@ -340,3 +340,33 @@ def issue_certificate(deployment: VaultDeployment, service: str, ttl: str = "1h"
         ca_pem="\n".join(chain).encode() + b"\n",
         not_after=float(data["expiration"]),
     )
+
+
+@contextlib.contextmanager
+def deployment(
+    server: VaultServer,
+    prefix: str,
+    namespace: str,
+    databases: Mapping[str, str],
+    redis_url: str,
+    redis_prefix: str,
+    workdir: Path,
+    setup_env: Mapping[str, str] | None = None,
+) -> Iterator[VaultDeployment]:
+    """`provision` on entry, `teardown` on exit: leave it after the stack has stopped and
+    before its databases are dropped."""
+    provisioned = provision(
+        server.addr,
+        server.root_token,
+        prefix,
+        namespace,
+        databases,
+        redis_url,
+        redis_prefix,
+        workdir,
+        setup_env,
+    )
+    try:
+        yield VaultDeployment(server, provisioned)
+    finally:
+        teardown(server.addr, server.root_token, prefix, databases, redis_url)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from bulwark_devstack import infra
+from bulwark_devstack import infra, vault
 from bulwark_devstack.bench.cpu import CpuMeter, Split, pinned, split_cpus
 from bulwark_devstack.bench.edge import TARGET_API_OVER_FLOOR, TARGETS, EdgeResult, run_edge
 from bulwark_devstack.bench.loadgen import WRK_HINT, LoadGenerator
@@ -135,18 +135,27 @@ def run(options: Options) -> dict[str, Any]:
         redis_url, redis_note = _redis(cleanup, tmp)
         database_urls, db_note = _databases(cleanup)
         prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+        # As deployed: every secret from Vault, mTLS on every gRPC hop.
+        server = cleanup.enter_context(vault.dev_server(tmp / "bao"))
+        deployment = cleanup.enter_context(
+            vault.deployment(
+                server, "bench", "bench", database_urls, redis_url, prefix, tmp / "vault"
+            )
+        )
         config = StackConfig(
             data_dir=tmp / "data",
             redis_url=redis_url,
             redis_prefix=prefix,
-            database_urls=database_urls,
+            database_urls=dict(database_urls),
             env=STACK_ENV,
             log_dir=tmp / "logs",
+            vault=deployment,
         )
         stack = Stack(config)
         cleanup.callback(infra.drop_prefix, redis_url, prefix)
         cleanup.callback(stack.stop_all)
-        print(f"starting users, auth, api ({db_note}, Redis {redis_note}) ...", flush=True)
+        print(f"starting users, auth, api ({db_note}, Redis {redis_note}, mTLS) ...", flush=True)
+        stack.provision_keys()
         stack.start_all()
         stack.wait_ready(timeout=90)
         try:
@@ -243,14 +252,11 @@ def _redis(cleanup: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
         return cleanup.enter_context(infra.private_redis(tmp / "redis")), "private"
 
 
-def _databases(cleanup: contextlib.ExitStack) -> tuple[dict[str, str | None], str]:
-    """Fresh PostgreSQL databases (as in production), else SQLite files in the temp dir."""
+def _databases(cleanup: contextlib.ExitStack) -> tuple[dict[str, str], str]:
+    """Fresh PostgreSQL databases, as in production (Vault's dynamic users need them)."""
     admin = os.environ.get("BULWARK_TEST_POSTGRES_URL", DEFAULT_PG)
-    try:
-        infra.require_postgres(admin)
-    except infra.MissingDependency:
-        return {}, "SQLite (no PostgreSQL at BULWARK_TEST_POSTGRES_URL)"
-    urls: dict[str, str | None] = {
+    infra.require_postgres(admin)
+    urls: dict[str, str] = {
         svc: cleanup.enter_context(infra.temporary_database(admin, prefix="bulwark_bench"))
         for svc in SERVICES
     }

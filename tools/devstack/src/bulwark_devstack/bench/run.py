@@ -9,8 +9,9 @@ Environment:
   BENCH_CONNECTIONS        keep-alive connections of the edge load (default 16)
   BENCH_USERS              accounts the logins rotate over (default 8)
   BENCH_LOADGEN=python     use the asyncio generator even when wrk is installed
-  BULWARK_TEST_POSTGRES_URL / BULWARK_TEST_REDIS_URL   as for `make test`; without a
-                           PostgreSQL the stack uses SQLite, without a Redis a private one.
+  BULWARK_TEST_POSTGRES_URL / BULWARK_TEST_REDIS_URL   as for `make test` (PostgreSQL is
+                           required: Vault's dynamic users; without a Redis a private one).
+The stack runs as deployed: a private OpenBao, every secret from it, mTLS between services.
 """
 
 from __future__ import annotations

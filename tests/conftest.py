@@ -32,9 +32,11 @@ def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devvault.
 def stack_factory(
     tmp_path_factory: pytest.TempPathFactory, vault_server: devvault.VaultServer
 ) -> Iterator[StackFactory]:
-    """Start a stack with extra environment; every stack started is stopped at the end.
-    Each stack gets its own Vault prefix (policies, AppRoles, PKI and database roles) over
-    its own databases, provisioned by deploy/vault/ as in a cluster."""
+    """Start a stack with extra environment. Each stack gets its own Vault prefix (policies,
+    AppRoles, PKI and database roles) over its own databases, provisioned by deploy/vault/ as
+    in a cluster. A stack lives until the end of the test module that started it (a running
+    stack holds PostgreSQL connections, and the server allows 100), or of the session with
+    `session=True`."""
     redis_url = os.environ.get("BULWARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     pg_admin = os.environ.get(
         "BULWARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,13 +47,16 @@ def stack_factory(
     except infra.MissingDependency as exc:
         pytest.fail(str(exc), pytrace=False)
 
-    with contextlib.ExitStack() as cleanup:
+    with contextlib.ExitStack() as session_cleanup:
 
         def start(
             env: dict[str, dict[str, str]] | None = None,
             redis: str | None = None,
             vault_setup: dict[str, str] | None = None,
+            session: bool = False,
         ) -> Stack:
+            cleanup = contextlib.ExitStack()
+            (session_cleanup.enter_context if session else _MODULE_STACKS.append)(cleanup)
             root: Path = tmp_path_factory.mktemp("stack")
             uid = uuid.uuid4().hex[:10]
             prefix = f"test:{uid}:"
@@ -91,3 +96,14 @@ def stack_factory(
             return stack
 
         yield start
+
+
+# Stacks started by the current test module, stopped when it ends.
+_MODULE_STACKS: list[contextlib.ExitStack] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_module_stacks() -> Iterator[None]:
+    yield
+    while _MODULE_STACKS:
+        _MODULE_STACKS.pop().close()

@@ -42,7 +42,7 @@ def target(request: pytest.FixtureRequest) -> Target:
             )
         return Target(remote.rstrip("/"), user, password)
     stack = request.getfixturevalue("stack_factory")(
-        env={"api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]'}}
+        env={"api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]'}}, session=True
     )
     username, password = "e2e-admin", "admin-" + secrets.token_urlsafe(18)
     create_admin(stack, username, password)

@@ -83,8 +83,24 @@ def test_empty_credentials_are_invalid_request(auth: Any) -> None:
 
 
 def test_backoff_refuses_even_the_right_password_then_expires(
-    auth: Any, caplog: pytest.LogCaptureFixture
+    auth_factory: Any,
+    postgres_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # A backoff long enough that no round trip outlasts it (0.3 s raced gRPC under load).
+    with auth_factory(
+        AUTH_DATABASE_URL=postgres_url,
+        REDIS_URL=redis_url,
+        BULWARK_REDIS_PREFIX=redis_prefix,
+        backoff_base_seconds=3.0,
+        backoff_max_seconds=3.0,
+    ) as auth:
+        _backoff_then_expiry(auth, caplog)
+
+
+def _backoff_then_expiry(auth: Any, caplog: pytest.LogCaptureFixture) -> None:
     auth.users.add("alice")
     caplog.set_level(logging.INFO, logger="bulwark.audit")
     for _ in range(3):  # backoff_free_failures
@@ -99,9 +115,16 @@ def test_backoff_refuses_even_the_right_password_then_expires(
     assert _fails(lambda: auth.login("alice")) == INVALID_GRANT
     assert auth.users.verify_calls == calls
 
-    time.sleep(auth.settings.backoff_base_seconds + 0.05)
-    assert auth.login("alice").access_token  # never permanent; success resets
-    assert auth.redis.exists(f"{auth.prefix}login:fail:alice") == 0
+    # Never permanent: poll until the backoff has passed; success resets.
+    deadline = time.monotonic() + auth.settings.backoff_base_seconds + 5
+    while True:
+        try:
+            assert auth.login("alice").access_token
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline, "backoff did not expire"
+            time.sleep(0.1)
+    assert auth.redis.exists(f"{auth.prefix}login:fail:203.0.113.7 alice") == 0
 
 
 def test_audit_never_carries_secrets(auth: Any, caplog: pytest.LogCaptureFixture) -> None:

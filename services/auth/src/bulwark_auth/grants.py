@@ -32,6 +32,7 @@ from bulwark_auth.users_client import UsersClient
 from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
+from bulwark_common.netaddr import source_bucket
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - a token type name, not a secret
 # Nothing we issue is this long; longer input is refused before any work is done on it.
@@ -74,33 +75,33 @@ class Grants:
             raise invalid_request()
         if len(username) > MAX_USERNAME_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
             raise invalid_request()
-        # In backoff: refuse before the password is even checked, with the same answer as a
-        # wrong password so the lock itself tells an attacker nothing.
-        standing = self.throttle.standing(username)
-        if standing.in_backoff:
+        # The attempt is counted before the password is checked (atomically, so concurrent
+        # guesses count as sequential ones). In backoff: refused unchecked, with the same
+        # answer as a wrong password so the lock itself tells an attacker nothing.
+        source = source_bucket(client_ip, self.settings.ipv6_bucket_prefix)
+        reservation = self.throttle.reserve(username, source)
+        if not reservation.allowed:
             audit("login.failure", username=username, client_ip=client_ip, reason="backoff")
             raise invalid_grant()
         user = self.users.verify_credentials(username, password, client_ip)
         if user is None:
-            failure = self.throttle.record_failure(username)
             audit(
                 "login.failure",
                 username=username,
                 client_ip=client_ip,
                 reason="bad_credentials",
-                failures=failure.failures,
+                failures=reservation.failures,
             )
-            if failure.backoff_seconds > 0:
+            if reservation.backoff_seconds > 0:
                 audit(
                     "login.locked",
                     username=username,
                     client_ip=client_ip,
-                    failures=failure.failures,
-                    backoff_seconds=failure.backoff_seconds,
+                    failures=reservation.failures,
+                    backoff_seconds=reservation.backoff_seconds,
                 )
             raise invalid_grant()
-        if standing.has_failures:
-            self.throttle.record_success(username)
+        self.throttle.succeeded(username, source)
         try:
             scopes = resolve_scope(request.scope, allowed_scopes(user.roles))
         except InvalidScope:

@@ -42,6 +42,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             base_seconds=settings.backoff_base_seconds,
             max_seconds=settings.backoff_max_seconds,
             window_seconds=settings.failure_window_seconds,
+            account_free_failures=settings.backoff_account_free_failures,
         )
         self.grants = Grants(
             settings, db, redis_client, UsersClient(users_channel), self.tokens, self.throttle

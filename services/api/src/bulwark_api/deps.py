@@ -90,6 +90,7 @@ async def current_claims(
         user_id=claims.sub,
         jti=claims.jti,
         iat=claims.iat,
+        family_id=claims.sid,
     )
     if result.revoked:
         raise Problem(

@@ -37,6 +37,7 @@ class Claims:
     exp: int
     scopes: frozenset[str]
     roles: frozenset[str]
+    sid: str | None = None  # the refresh family the token came from
 
     @property
     def is_admin(self) -> bool:
@@ -129,8 +130,10 @@ def _claims(payload: dict[str, Any]) -> Claims:
     scope = payload.get("scope", "")
     roles = payload.get("roles", [])
     iat = payload["iat"]
+    sid = payload.get("sid")
     if (
-        not isinstance(scope, str)
+        not (sid is None or isinstance(sid, str))
+        or not isinstance(scope, str)
         or not isinstance(roles, list)
         or not isinstance(iat, int | float)
         or not isinstance(payload["sub"], str)
@@ -144,4 +147,5 @@ def _claims(payload: dict[str, Any]) -> Claims:
         exp=int(payload["exp"]),
         scopes=frozenset(scope.split()),
         roles=frozenset(str(r) for r in roles),
+        sid=sid,
     )

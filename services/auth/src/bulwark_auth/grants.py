@@ -39,6 +39,8 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 - a token type name, not a secret
 MAX_TOKEN_LENGTH = 8192
 MAX_USERNAME_LENGTH = 256
 MAX_PASSWORD_LENGTH = 4096
+# api tolerates this much clock skew on exp: family markers outlive tokens by as much.
+ACCESS_LEEWAY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class Grants:
         user = self.users.get_user(row.user_id)
         if user is None or user.disabled:
             families.revoke_family(self.db, row.family_id, now_dt)
+            self._void_access_tokens(row.family_id)
             audit(
                 "token.revoked",
                 user_id=row.user_id,
@@ -243,6 +246,7 @@ class Grants:
             if not reused and families.utc(current.expires_at) <= now:
                 raise invalid_grant()
             families.revoke_family_in(session, row.family_id, now)
+        self._void_access_tokens(row.family_id)
         audit(
             "token.reuse_detected",
             user_id=row.user_id,
@@ -250,6 +254,11 @@ class Grants:
             family_id=row.family_id,
         )
         raise invalid_grant()
+
+    def _void_access_tokens(self, family_id: str) -> None:
+        """api refuses the family's access tokens from the next request on."""
+        ttl = self.settings.access_token_ttl_seconds + ACCESS_LEEWAY_SECONDS
+        revocation.revoke_family(self.redis, self.prefix, family_id, ttl)
 
     def _issue_pair(
         self,
@@ -263,7 +272,7 @@ class Grants:
         expires_at: datetime | None,
         now: float,
     ) -> _Issued:
-        access = self.tokens.issue(user_id, scopes, roles, now=now)
+        access = self.tokens.issue(user_id, scopes, roles, now=now, family_id=family_id)
         refresh = new_refresh_token()
         # Same instant as the access token's iat, so one revoked-before marker covers both.
         issued_at = datetime.fromtimestamp(access.iat, UTC)

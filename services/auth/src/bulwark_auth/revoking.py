@@ -10,7 +10,7 @@ import redis
 
 from bulwark_auth import families
 from bulwark_auth.errors import invalid_request
-from bulwark_auth.grants import MAX_TOKEN_LENGTH
+from bulwark_auth.grants import ACCESS_LEEWAY_SECONDS, MAX_TOKEN_LENGTH
 from bulwark_auth.tokens import TokenIssuer, hash_refresh_token
 from bulwark_common import revocation
 from bulwark_common.db import Database
@@ -19,8 +19,14 @@ from bulwark_common.logging import audit
 
 class Revoker:
     def __init__(
-        self, db: Database, redis_client: redis.Redis, prefix: str, tokens: TokenIssuer
+        self,
+        db: Database,
+        redis_client: redis.Redis,
+        prefix: str,
+        tokens: TokenIssuer,
+        access_ttl_seconds: int,
     ) -> None:
+        self.access_ttl_seconds = access_ttl_seconds
         self.db = db
         self.redis = redis_client
         self.prefix = prefix
@@ -46,6 +52,9 @@ class Revoker:
             if row is None:
                 return False
             families.revoke_family_in(session, row.family_id, now)
+        # RFC 7009 2.1: the access tokens of that grant go too.
+        ttl = self.access_ttl_seconds + ACCESS_LEEWAY_SECONDS
+        revocation.revoke_family(self.redis, self.prefix, row.family_id, ttl)
         audit(
             "token.revoked",
             user_id=row.user_id,

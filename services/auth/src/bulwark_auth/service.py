@@ -47,7 +47,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self.grants = Grants(
             settings, db, redis_client, UsersClient(users_channel), self.tokens, self.throttle
         )
-        self.revoker = Revoker(db, redis_client, settings.redis_prefix, self.tokens)
+        self.revoker = Revoker(
+            db, redis_client, settings.redis_prefix, self.tokens, settings.access_token_ttl_seconds
+        )
 
     @rpc
     def IssueToken(self, request: Any, context: grpc.ServicerContext) -> Any:

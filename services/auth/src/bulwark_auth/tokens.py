@@ -70,7 +70,12 @@ class TokenIssuer:
         self.ttl_seconds = ttl_seconds
 
     def issue(
-        self, user_id: str, scopes: Iterable[str], roles: Iterable[str], now: float | None = None
+        self,
+        user_id: str,
+        scopes: Iterable[str],
+        roles: Iterable[str],
+        now: float | None = None,
+        family_id: str | None = None,
     ) -> AccessToken:
         # Millisecond float iat: api voids tokens with iat <= the user's revoked-before
         # marker, so a token issued right after a password change must compare later.
@@ -88,6 +93,9 @@ class TokenIssuer:
             "scope": format_scope(scopes),
             "roles": sorted(set(roles)),
         }
+        if family_id is not None:
+            # The refresh family it came from: revoking the family voids it at api too.
+            claims["sid"] = family_id
         token = jwt.encode(
             claims,
             key.private_key,

@@ -30,9 +30,7 @@ def test_stolen_family_access_tokens_die_with_reuse_detection(target: Attackable
         alive = {first["access_token"], second["access_token"]}
         while alive and time.monotonic() - detected <= WITHIN_SECONDS:
             alive = {
-                t
-                for t in alive
-                if http.get("/v1/users/me", headers=bearer(t)).status_code != 401
+                t for t in alive if http.get("/v1/users/me", headers=bearer(t)).status_code != 401
             }
         assert not alive, f"{len(alive)} access token(s) of the revoked family still work"
 

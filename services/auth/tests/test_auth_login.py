@@ -31,11 +31,11 @@ def test_password_grant_issues_a_verifiable_pair(auth: Any) -> None:
     resp = auth.login("alice")
     assert resp.token_type == "Bearer"
     assert resp.expires_in == 900
-    assert resp.scope == "items:read items:write"
+    assert resp.scope == "items:read items:write profile:read profile:write"
     claims = auth.decode(resp.access_token)
     assert claims["sub"] == user.id
     assert claims["roles"] == ["user"]
-    assert claims["scope"] == "items:read items:write"
+    assert claims["scope"] == "items:read items:write profile:read profile:write"
 
     with auth.db.transaction() as s:
         row = s.execute(select(RefreshToken)).scalar_one()
@@ -50,7 +50,9 @@ def test_password_grant_issues_a_verifiable_pair(auth: Any) -> None:
 
 def test_admin_gets_admin_scope_and_can_ask_for_less(auth: Any) -> None:
     auth.users.add("root", roles=("user", "admin"))
-    assert auth.login("root").scope == "items:read items:write users:admin"
+    assert auth.login("root").scope == (
+        "items:admin items:read items:write profile:read profile:write users:admin"
+    )
     narrow = auth.login("root", scope="users:admin")
     assert narrow.scope == "users:admin"
     assert auth.decode(narrow.access_token)["scope"] == "users:admin"

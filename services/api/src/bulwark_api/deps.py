@@ -5,13 +5,14 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import OAuth2PasswordBearer
 
 from bulwark_api.backends import Backends
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.scopes import SCOPES, USERS_ADMIN
 
 
 # async: a plain def would be run in the thread pool, a costly hop on every request.
@@ -62,22 +63,28 @@ async def enforce_rate(response: Response, backends: Backends, rate: str, ident:
         raise Problem(429, "rate limit exceeded, retry later", headers=decision.headers())
 
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token")
+# An OAuth2 scheme (not plain HTTP bearer) so the OpenAPI document lists each route's scopes.
+_bearer = OAuth2PasswordBearer(
+    tokenUrl="/v1/auth/token",
+    scopes=SCOPES,
+    auto_error=False,
+    description="An access token from /v1/auth/token",
+)
 
 
 async def current_claims(
     request: Request,
     response: Response,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> Claims:
     """A verified, unrevoked, within-rate access token, or 401/429."""
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
     backends: Backends = request.app.state.backends
-    if credentials is None:
+    if not token:
         raise Problem(401, "a bearer access token is required")
     try:
-        claims = await backends.verifier.verify(credentials.credentials)
+        claims = await backends.verifier.verify(token)
     except InvalidToken:
         raise Problem(
             401,
@@ -108,24 +115,20 @@ CurrentClaims = Annotated[Claims, Depends(current_claims)]
 
 
 def require_scope(scope: str) -> Any:
-    """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403."""
+    """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403. Every
+    protected route declares its scope this way (it shows in the OpenAPI document)."""
 
     async def check(claims: CurrentClaims) -> Claims:
         if scope not in claims.scopes:
             raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)
         return claims
 
-    return Depends(check)
+    return Security(check, scopes=[scope])
 
 
-ADMIN_SCOPE = "users:admin"
-
-
-async def admin_claims(claims: CurrentClaims) -> Claims:
+async def admin_claims(claims: Annotated[Claims, require_scope(USERS_ADMIN)]) -> Claims:
     if not claims.is_admin:
         raise Problem(403, "administrators only")
-    if ADMIN_SCOPE not in claims.scopes:
-        raise Problem(403, f"the access token lacks the scope {ADMIN_SCOPE}", scope=ADMIN_SCOPE)
     return claims
 
 

@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
+from bulwark_common.scopes import Role
+
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
 ]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=128)]
-Role = Literal["user", "admin"]
 
 
 class Strict(BaseModel):

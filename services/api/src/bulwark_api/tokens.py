@@ -19,6 +19,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
+from bulwark_common.scopes import ADMIN, admin_power
+
 ALGORITHM = "ES256"
 ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
 # Tolerated clock difference between auth and api.
@@ -41,7 +43,11 @@ class Claims:
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        return ADMIN in self.roles
+
+    def may(self, admin_scope: str) -> bool:
+        """Whether this token carries the admin power `admin_scope` (role and scope)."""
+        return admin_power(self.roles, self.scopes, admin_scope)
 
 
 JwksFetcher = Callable[[], Awaitable[list[dict[str, str]]]]

@@ -21,7 +21,6 @@ from bulwark_auth.settings import AuthSettings
 from bulwark_auth.tokens import (
     InvalidScope,
     TokenIssuer,
-    allowed_scopes,
     format_scope,
     hash_refresh_token,
     new_refresh_token,
@@ -33,6 +32,7 @@ from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
 from bulwark_common.netaddr import source_bucket
+from bulwark_common.scopes import allowed_scopes
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - a token type name, not a secret
 # Nothing we issue is this long; longer input is refused before any work is done on it.

@@ -16,23 +16,9 @@ from bulwark_auth.keys import ALGORITHM, Keyring
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 typ, not a secret
 
-# The one place that says what each role may do.
-ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "user": frozenset({"items:read", "items:write"}),
-    "admin": frozenset({"items:read", "items:write", "users:admin"}),
-}
-
 
 class InvalidScope(ValueError):
     """The requested scope asks for more than the grant allows."""
-
-
-def allowed_scopes(roles: Iterable[str]) -> frozenset[str]:
-    """Union of what the roles grant; unknown roles grant nothing."""
-    allowed: set[str] = set()
-    for role in roles:
-        allowed |= ROLE_SCOPES.get(role, frozenset())
-    return frozenset(allowed)
 
 
 def parse_scope(scope: str) -> frozenset[str]:

@@ -13,11 +13,11 @@ from bulwark.auth.v1 import auth_pb2
 from bulwark_api.deps import BackendsDep, ClientIP, enforce_rate, limit_anonymous
 from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
 from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut
+from bulwark_common.scopes import SCOPES
 
 router = APIRouter(tags=["oauth2"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-SCOPES = ["items:read", "items:write", "users:admin"]
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
     429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
@@ -153,7 +153,7 @@ async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": SCOPES,
+        "scopes_supported": sorted(SCOPES),
         "id_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
     }

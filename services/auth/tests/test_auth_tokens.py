@@ -110,7 +110,7 @@ def test_refresh_tokens_are_random_and_stored_hashed() -> None:
     tokens = {new_refresh_token() for _ in range(100)}
     assert len(tokens) == 100
     token = tokens.pop()
-    assert len(token) == 43  # 32 bytes, base64url
+    assert token.startswith("bwr_") and len(token) == 4 + 43  # prefix, 32 bytes base64url
     digest = hash_refresh_token(token)
     assert len(digest) == 64 and token not in digest
     assert digest == hash_refresh_token(token)

@@ -14,6 +14,7 @@ from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
+from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
 
 
@@ -23,6 +24,9 @@ def _untraced(scope: Scope) -> bool:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    # Whoever set logging up (the CLI, a test, an embedding server), no secret reaches it.
+    install_redaction()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)

@@ -111,9 +111,13 @@ class TokenIssuer:
         return claims
 
 
+# Recognisable, so logs can redact it and secret scanners can find it where it leaked.
+REFRESH_TOKEN_PREFIX = "bwr_"  # noqa: S105 - a prefix, not a secret
+
+
 def new_refresh_token() -> str:
-    """256 random bits; only its hash is ever stored."""
-    return secrets.token_urlsafe(32)
+    """`bwr_` and 256 random bits; only its hash is ever stored."""
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_refresh_token(token: str) -> str:

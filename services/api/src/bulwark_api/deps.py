@@ -12,6 +12,7 @@ from bulwark_api.backends import Backends
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.netaddr import source_bucket
 from bulwark_common.scopes import SCOPES, USERS_ADMIN
 
 
@@ -32,7 +33,10 @@ async def client_ip(request: Request) -> str:
     trusted = settings.trusted_proxies
     if not trusted or not _in(peer, settings):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    # Every header line: proxies may add a line of their own instead of appending, and the
+    # first line is whatever the client wrote.
+    lines = ",".join(request.headers.getlist("x-forwarded-for"))
+    hops = [h.strip() for h in lines.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, settings):
             return hop
@@ -50,10 +54,17 @@ def _in(addr: str, settings: ApiSettings) -> bool:
 ClientIP = Annotated[str, Depends(client_ip)]
 
 
-async def limit_anonymous(
-    request: Request, response: Response, backends: BackendsDep, ip: ClientIP
-) -> None:
-    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{ip}")
+async def client_bucket(request: Request, ip: ClientIP) -> str:
+    """The address a per-address limit counts against: IPv6 by prefix (a host owns a /64)."""
+    settings: ApiSettings = request.app.state.settings
+    return source_bucket(ip, settings.ipv6_bucket_prefix)
+
+
+ClientBucket = Annotated[str, Depends(client_bucket)]
+
+
+async def limit_anonymous(response: Response, backends: BackendsDep, bucket: ClientBucket) -> None:
+    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{bucket}")
 
 
 async def enforce_rate(response: Response, backends: Backends, rate: str, ident: str) -> None:
@@ -81,10 +92,16 @@ async def current_claims(
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
     backends: Backends = request.app.state.backends
+    claims = backends.verifier.cached(token) if token else None
+    if claims is None:
+        # No token, or one not verified before: counted against the address first, so
+        # forged tokens cannot buy unlimited signature checks (or JWKS refreshes).
+        bucket = await client_bucket(request, await client_ip(request))
+        await limit_anonymous(response, backends, bucket)
     if not token:
         raise Problem(401, "a bearer access token is required")
     try:
-        claims = await backends.verifier.verify(token)
+        claims = claims or await backends.verifier.verify(token)
     except InvalidToken:
         raise Problem(
             401,

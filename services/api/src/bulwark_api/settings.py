@@ -29,6 +29,8 @@ class ApiSettings(ServiceSettings):
     cors_origins: list[str] = []
     # Peers whose X-Forwarded-For we believe (the ingress); nobody by default.
     trusted_proxies: list[IPv4Network | IPv6Network] = []
+    # Per-address limits count an IPv6 client by this prefix: a host usually owns a /64.
+    ipv6_bucket_prefix: int = Field(64, ge=32, le=128)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Per-IP limits on the anonymous doors, per-user / per-IP limits on everything else.
     token_rate: Rate = "30/minute"  # noqa: S105 (a rate, not a secret)

@@ -89,6 +89,13 @@ class Verifier:
             # Tokens signed by a key that left the JWKS must stop passing.
             self._cache.clear()
 
+    def cached(self, token: str) -> Claims | None:
+        """The claims of a token verified before and not yet expired, else None."""
+        cached = self._cache.get(token)
+        if cached is not None and cached.exp > time.time() - LEEWAY_SECONDS:
+            return cached
+        return None
+
     async def verify(self, token: str) -> Claims:
         cached = self._cache.get(token)
         if cached is not None:

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, Form, Response
 from fastapi.responses import JSONResponse
 
 from bulwark.auth.v1 import auth_pb2
-from bulwark_api.deps import BackendsDep, ClientIP, enforce_rate, limit_anonymous
+from bulwark_api.deps import (
+    BackendsDep,
+    ClientBucket,
+    ClientIP,
+    enforce_rate,
+    limit_anonymous,
+)
 from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
 from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut
 from bulwark_common.scopes import SCOPES
@@ -29,8 +35,10 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 Field = Annotated[str | None, Form()]
 
 
-async def _rate_limit_token(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
-    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{ip}")
+async def _rate_limit_token(
+    response: Response, backends: BackendsDep, bucket: ClientBucket
+) -> None:
+    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}")
 
 
 def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:

@@ -14,6 +14,7 @@ from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import (
     AdminClaims,
     BackendsDep,
+    ClientBucket,
     ClientIP,
     enforce_rate,
     require_scope,
@@ -39,8 +40,10 @@ def user_out(u: users_pb2.User) -> UserOut:
     )
 
 
-async def _rate_limit_register(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
-    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{ip}")
+async def _rate_limit_register(
+    response: Response, backends: BackendsDep, bucket: ClientBucket
+) -> None:
+    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{bucket}")
 
 
 @router.post(

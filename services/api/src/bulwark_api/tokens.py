@@ -1,10 +1,10 @@
 """Local access-token verification with auth's keys (JWKS over gRPC), cached.
 
 Only ES256 with a known `kid` and `typ: at+jwt` passes; iss, aud, exp, iat are required.
-Keys are refreshed when an unknown kid appears, at most once per `min_refresh` seconds, so a
-flood of forged kids cannot turn into a flood of calls to auth. Verified tokens are cached
-until they expire (signature checks are the expensive part; revocation is checked per
-request elsewhere)."""
+Keys are refreshed when an unknown kid appears, at most once per `min_refresh` seconds after a
+successful fetch, so a flood of forged kids cannot turn into a flood of calls to auth.
+Verified tokens are cached until they expire (signature checks are the expensive part;
+revocation is checked per request elsewhere)."""
 
 from __future__ import annotations
 
@@ -79,8 +79,10 @@ class Verifier:
             now = time.monotonic()
             if not force and now - self._last_refresh < self._min_refresh:
                 return
-            self._last_refresh = now
+            # Only a successful fetch counts: a failed one (auth down) must not hold back the
+            # next try once auth is back. Floods meanwhile are bounded per address (deps).
             jwks = await self._fetch()
+            self._last_refresh = now
             keys = {}
             for jwk in jwks:
                 if jwk.get("alg") == ALGORITHM and jwk.get("kty") == "EC":

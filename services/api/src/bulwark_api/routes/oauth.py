@@ -18,7 +18,7 @@ from bulwark_api.deps import (
     limit_anonymous,
 )
 from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
-from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut
+from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut, storable
 from bulwark_common.scopes import SCOPES
 
 router = APIRouter(tags=["oauth2"])
@@ -39,6 +39,11 @@ async def _rate_limit_token(
     response: Response, backends: BackendsDep, bucket: ClientBucket
 ) -> None:
     await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}")
+
+
+def _storable_or_invalid(*fields: str | None) -> None:
+    if not all(storable(f) for f in fields if f):
+        raise OAuthError("invalid_request", "fields must not contain NUL characters")
 
 
 def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
@@ -69,6 +74,7 @@ async def token(
 ) -> JSONResponse:
     # Every field is optional in the schema so that a missing one is an OAuth2
     # invalid_request, not a generic 422.
+    _storable_or_invalid(grant_type, username, password, scope, refresh_token)
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
     try:
@@ -116,6 +122,7 @@ async def revoke(
     token: Field = None,
     token_type_hint: Field = None,
 ) -> Response:
+    _storable_or_invalid(token, token_type_hint)
     if not token:
         raise OAuthError("invalid_request", "token is required")
     try:

@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.grpc import (
     server_interceptor,
 )
 
+from bulwark_common import deadlines
 from bulwark_common.process import freeze_startup_heap
 
 log = logging.getLogger("bulwark.grpc")
@@ -100,7 +101,7 @@ def serve(
     `register` adds the servicers and returns their full service names."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[server_interceptor()],  # type: ignore[no-untyped-call]
+        interceptors=[server_interceptor(), deadlines.ServerDeadlines()],  # type: ignore[no-untyped-call]
         options=[("grpc.max_receive_message_length", 1 << 20), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=max_workers * 8,
     )
@@ -135,8 +136,8 @@ class _DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[mi
         self._seconds = seconds
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
+        timeout = self._seconds if details.timeout is None else details.timeout
+        details = details._replace(timeout=deadlines.clip(timeout))  # what the caller has left
         return continuation(details, request)
 
 
@@ -145,8 +146,8 @@ class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ig
         self._seconds = seconds
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
+        timeout = self._seconds if details.timeout is None else details.timeout
+        details = details._replace(timeout=deadlines.clip(timeout))
         return await continuation(details, request)
 
 

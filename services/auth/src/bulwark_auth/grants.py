@@ -18,6 +18,7 @@ from bulwark_auth.bruteforce import LoginThrottle
 from bulwark_auth.errors import invalid_grant, invalid_request, invalid_scope
 from bulwark_auth.models import RefreshToken as TokenRow
 from bulwark_auth.settings import AuthSettings
+from bulwark_auth.timing import TypicalLatency
 from bulwark_auth.tokens import (
     InvalidScope,
     TokenIssuer,
@@ -66,6 +67,7 @@ class Grants:
         self.users = users
         self.tokens = tokens
         self.throttle = throttle
+        self.check_latency = TypicalLatency()
 
     # --- password grant -------------------------------------------------------------
 
@@ -84,8 +86,11 @@ class Grants:
         reservation = self.throttle.reserve(username, source)
         if not reservation.allowed:
             audit("login.failure", username=username, client_ip=client_ip, reason="backoff")
+            self.check_latency.imitate()  # as slow as a wrong password: no timing oracle
             raise invalid_grant()
+        started = time.perf_counter()
         user = self.users.verify_credentials(username, password, client_ip)
+        self.check_latency.record(time.perf_counter() - started)
         if user is None:
             audit(
                 "login.failure",

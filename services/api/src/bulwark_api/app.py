@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from bulwark_api import problems
+from bulwark_api import events, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.routes import health, items, oauth, users
@@ -30,10 +31,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        consumer = asyncio.create_task(events.consume_user_events(app.state.backends))
         freeze_startup_heap()
         try:
             yield
         finally:
+            consumer.cancel()
             await app.state.backends.close()
 
     app = FastAPI(

@@ -17,6 +17,9 @@ class ApiSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # Probes (and later metrics) with details; not for clients. 0: not served.
+    management_host: str = "127.0.0.1"
+    management_port: int = Field(8081, ge=0, le=65535)
     database_url: str | None = Field(None, validation_alias=env("API_DATABASE_URL", "DATABASE_URL"))
     auth_target: str = "127.0.0.1:50051"
     users_target: str = "127.0.0.1:50052"

@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import read_log, start_attackable
+from bulwark_devstack.target import Attackable, read_log
 
 API_BUDGET = 1.0
 AUTH_OWN_DEADLINE = 5.0
@@ -22,10 +21,9 @@ def _when(record: dict[str, object]) -> float:
 
 
 def test_deadline_amplification_auth_gives_up_with_api(
-    stack_factory: Callable[..., Stack],
+    own_stack: Callable[..., Attackable],
 ) -> None:
-    target = start_attackable(
-        stack_factory,
+    target = own_stack(
         {
             "api": {"BULWARK_GRPC_DEADLINE_SECONDS": str(API_BUDGET)},
             "auth": {"BULWARK_GRPC_DEADLINE_SECONDS": str(AUTH_OWN_DEADLINE)},

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import Attackable, start_attackable
+from bulwark_devstack.target import Attackable, module_stack
 from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
 
 ROUNDS = 81
@@ -23,14 +23,15 @@ TOLERANCE = 0.10
 
 @pytest.fixture(scope="module")
 def timed(stack_factory: Callable[..., Stack]) -> Iterator[Attackable]:
-    yield start_attackable(
+    with module_stack(
         stack_factory,
         {
             # Room for the samples, and a backoff that outlasts them.
             "api": {"API_TOKEN_RATE": "100000/minute"},
             "auth": {"AUTH_BACKOFF_BASE_SECONDS": "60", "AUTH_BACKOFF_MAX_SECONDS": "600"},
         },
-    )
+    ) as target:
+        yield target
 
 
 def test_enumeration_login_failures_look_alike(timed: Attackable) -> None:

@@ -11,8 +11,7 @@ import grpc
 import httpx
 
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
-from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import Attackable, User, start_attackable
+from bulwark_devstack.target import Attackable, User
 from bulwark_devstack.testkit import bearer
 
 
@@ -49,8 +48,8 @@ def test_orphaned_data_deleting_a_user_deletes_their_items(target: Attackable) -
         assert owner.id not in {i["owner_id"] for i in every.json()["items"]}
 
 
-def test_orphaned_data_survives_api_being_down(stack_factory: Callable[..., Stack]) -> None:
-    target = start_attackable(stack_factory, {})
+def test_orphaned_data_survives_api_being_down(own_stack: Callable[..., Attackable]) -> None:
+    target = own_stack({})
     stack = target.stack
     with target.client() as http:
         owner = _with_items(target, http)

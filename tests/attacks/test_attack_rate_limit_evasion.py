@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import Attackable, start_attackable
+from bulwark_devstack.target import Attackable, module_stack
 from bulwark_devstack.testkit import random_ip
 
 LIMIT = 5
@@ -22,7 +22,8 @@ LIMIT = 5
 @pytest.fixture(scope="module")
 def tight(stack_factory: Callable[..., Stack]) -> Iterator[Attackable]:
     rates = {"API_REGISTER_RATE": f"{LIMIT}/minute", "API_ANONYMOUS_RATE": f"{LIMIT}/minute"}
-    yield start_attackable(stack_factory, {"api": rates})
+    with module_stack(stack_factory, {"api": rates}) as target:
+        yield target
 
 
 def _register_junk(http: httpx.Client, headers: list[tuple[str, str]]) -> int:

@@ -15,17 +15,16 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bulwark_devstack.infra import venv_script
-from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import start_attackable
+from bulwark_devstack.target import Attackable
 from bulwark_devstack.testkit import bearer
 
 FLOOR_SECONDS = 10.0  # api's default refresh floor
 
 
 def test_stale_jwks_new_kid_accepted_right_after_auth_returns(
-    stack_factory: Callable[..., Stack],
+    own_stack: Callable[..., Attackable],
 ) -> None:
-    target = start_attackable(stack_factory, {})
+    target = own_stack({})
     stack = target.stack
     user = target.register()
     with target.client() as http:

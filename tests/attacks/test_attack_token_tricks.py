@@ -22,14 +22,15 @@ from jwt.algorithms import ECAlgorithm
 
 from bulwark_devstack.infra import venv_script
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.target import Attackable, User, start_attackable
+from bulwark_devstack.target import Attackable, User, module_stack
 from bulwark_devstack.testkit import bearer
 
 
 @pytest.fixture(scope="module")
 def tricks(stack_factory: Callable[..., Stack]) -> Iterator[Attackable]:
     # Floor 0: api refetches the JWKS on every unknown kid, so rotations show at once.
-    yield start_attackable(stack_factory, {"api": {"API_JWKS_MIN_REFRESH_SECONDS": "0"}})
+    with module_stack(stack_factory, {"api": {"API_JWKS_MIN_REFRESH_SECONDS": "0"}}) as target:
+        yield target
 
 
 def _b64(data: bytes) -> str:

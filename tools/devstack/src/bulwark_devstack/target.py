@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,15 @@ def start_attackable(factory: Callable[..., Stack], env: dict[str, dict[str, str
     name, password = unique_name("admin"), "admin-" + secrets.token_urlsafe(18)
     create_admin(stack, name, password)
     return Attackable(stack, User("", name, f"{name}@example.com", password))
+
+
+@contextmanager
+def module_stack(
+    factory: Callable[..., Stack], env: dict[str, dict[str, str]]
+) -> Iterator[Attackable]:
+    """A stack of its own for a module's fixture, stopped when the module is done."""
+    target = start_attackable(factory, env)
+    try:
+        yield target
+    finally:
+        target.stack.stop_all()

@@ -12,13 +12,8 @@ def test_healthz_answers_while_the_process_lives(http: httpx.Client) -> None:
     assert r.json() == {"status": "ok"}
 
 
-def test_readyz_reports_every_dependency_healthy(http: httpx.Client) -> None:
+def test_readyz_says_ready_and_nothing_more(http: httpx.Client) -> None:
+    # Which dependency is up or down is for the management port, not for clients.
     r = http.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {
-        "auth": "ok",
-        "users": "ok",
-        "database": "ok",
-        "redis": "ok",
-        "vault": "ok",
-    }
+    assert r.json() == {"status": "ok"}

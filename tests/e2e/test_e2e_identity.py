@@ -140,7 +140,12 @@ def test_password_grant_issues_es256_access_token(
     body = r.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] > 0 and body["refresh_token"]
-    assert set(body["scope"].split()) == {"items:read", "items:write"}
+    assert set(body["scope"].split()) == {
+        "items:read",
+        "items:write",
+        "profile:read",
+        "profile:write",
+    }
     header = _segment(body["access_token"], 0)
     assert header["alg"] == "ES256" and header["typ"] == "at+jwt" and header["kid"]
     claims = _segment(body["access_token"], 1)
@@ -332,6 +337,12 @@ def test_me_read_and_change_email(http: httpx.Client, register: Register, login:
     assert me.status_code == 200 and me.json()["id"] == acct.id
     new_email = f"new-{acct.username}@example.com"
     r = http.patch("/v1/users/me", headers=bearer(token), json={"email": new_email})
+    assert r.status_code == 422  # the email is the recovery channel: current_password too
+    r = http.patch(
+        "/v1/users/me",
+        headers=bearer(token),
+        json={"email": new_email, "current_password": acct.password},
+    )
     assert r.status_code == 200 and r.json()["email"] == new_email
     r = http.patch("/v1/users/me", headers=bearer(token), json={"roles": ["admin"]})
     assert r.status_code == 422

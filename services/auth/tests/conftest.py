@@ -26,7 +26,6 @@ from bulwark_auth.service import AuthServicer, add_to_server
 from bulwark_auth.settings import AuthSettings
 from bulwark_common import grpcio
 from bulwark_common.db import Database, database_url
-from bulwark_devstack.infra import free_port  # type: ignore[import-untyped,unused-ignore]
 
 PASSWORD = "correct horse battery staple"
 
@@ -174,8 +173,8 @@ def auth_factory(tmp_path: Path, keyring: Keyring, users: tuple[FakeUsers, str])
         servicer = AuthServicer(settings, db, keyring, client, users_channel)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers))
         add_to_server(servicer, server)
-        port = free_port()
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        # Port 0: the server picks a free one and says which (no pick-then-bind race).
+        port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

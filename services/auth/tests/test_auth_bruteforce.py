@@ -1,4 +1,4 @@
-"""Login backoff: the math, and the Redis counters behind it."""
+"""Login backoff: the math, and the Redis reservation script behind it."""
 
 from __future__ import annotations
 
@@ -19,41 +19,75 @@ def test_backoff_math() -> None:
     assert backoff_seconds(1, 1, 0.5, 10) == 0.5
 
 
-@pytest.fixture
-def throttle(redis_url: str, redis_prefix: str) -> LoginThrottle:
+def make(redis_url: str, prefix: str, **overrides: float) -> LoginThrottle:
+    values: dict[str, float] = {
+        "free_failures": 2,
+        "base_seconds": 30.0,  # long: no assertion below races a backoff's end
+        "max_seconds": 60.0,
+        "window_seconds": 600,
+        "account_free_failures": 20,
+    }
+    values.update(overrides)
     return LoginThrottle(
         redis.Redis.from_url(redis_url),
-        redis_prefix,
-        free_failures=2,
-        base_seconds=0.2,
-        max_seconds=0.4,
-        window_seconds=60,
+        prefix,
+        free_failures=int(values["free_failures"]),
+        base_seconds=values["base_seconds"],
+        max_seconds=values["max_seconds"],
+        window_seconds=int(values["window_seconds"]),
+        account_free_failures=int(values["account_free_failures"]),
     )
 
 
-def test_backoff_starts_after_free_failures_and_expires(
+@pytest.fixture
+def throttle(redis_url: str, redis_prefix: str) -> LoginThrottle:
+    return make(redis_url, redis_prefix)
+
+
+def test_script_follows_the_backoff_math(redis_url: str, redis_prefix: str) -> None:
+    t = make(redis_url, redis_prefix, free_failures=3, base_seconds=0.001, max_seconds=0.008)
+    seen = []
+    for n in range(1, 8):
+        deadline = time.monotonic() + 5
+        while not (r := t.reserve("dora", "192.0.2.1")).allowed:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert r.failures == n
+        seen.append(r.backoff_seconds)
+    assert seen == [backoff_seconds(n, 3, 0.001, 0.008) for n in range(1, 8)]
+
+
+def test_backoff_is_per_account_and_source_and_keys_expire(
     throttle: LoginThrottle, redis_url: str, redis_prefix: str
 ) -> None:
-    assert throttle.record_failure("alice").backoff_seconds == 0
-    assert not throttle.in_backoff("alice")
-    assert throttle.record_failure("Alice").backoff_seconds == 0.2  # case-insensitive
-    assert throttle.in_backoff("alice")
-    assert not throttle.in_backoff("bob")
-    time.sleep(0.25)
-    assert not throttle.in_backoff("alice")  # never permanent
-    assert throttle.record_failure("alice").backoff_seconds == 0.4
-    assert throttle.record_failure("alice").backoff_seconds == 0.4  # capped
+    assert throttle.reserve("alice", "192.0.2.1").backoff_seconds == 0
+    assert throttle.reserve("Alice", "192.0.2.1").backoff_seconds == 30  # case-insensitive
+    assert not throttle.reserve("alice", "192.0.2.1").allowed
+    assert throttle.reserve("alice", "192.0.2.2").allowed  # another source: its own budget
+    assert throttle.reserve("bob", "192.0.2.1").allowed
 
     client = redis.Redis.from_url(redis_url)
     keys = {k.decode() for k in client.scan_iter(match=f"{redis_prefix}*")}
-    assert keys == {f"{redis_prefix}login:fail:alice", f"{redis_prefix}login:backoff:alice"}
-    # Every key expires.
-    assert all(client.pttl(k) > 0 for k in keys)
+    assert f"{redis_prefix}login:backoff:192.0.2.1 alice" in keys
+    assert f"{redis_prefix}login:total:alice" in keys
+    assert all(client.pttl(k) > 0 for k in keys)  # nothing is permanent
 
 
-def test_success_clears_the_counter(throttle: LoginThrottle) -> None:
-    throttle.record_failure("carol")
-    throttle.record_failure("carol")
-    throttle.record_success("carol")
-    assert not throttle.in_backoff("carol")
-    assert throttle.record_failure("carol").failures == 1
+def test_account_under_attack_leaves_each_source_one_free_try(
+    redis_url: str, redis_prefix: str
+) -> None:
+    t = make(redis_url, redis_prefix, free_failures=3, account_free_failures=5)
+    for i in range(5):
+        assert t.reserve("erin", f"198.18.0.{i}").backoff_seconds == 0
+    fresh = t.reserve("erin", "192.0.2.9")
+    assert fresh.allowed  # a fresh source still gets its first try...
+    assert fresh.backoff_seconds == 30  # ...and only one while the account is under attack
+    assert not t.reserve("erin", "192.0.2.9").allowed
+
+
+def test_success_clears_the_source(throttle: LoginThrottle) -> None:
+    throttle.reserve("carol", "192.0.2.1")
+    throttle.reserve("carol", "192.0.2.1")
+    throttle.succeeded("carol", "192.0.2.1")
+    r = throttle.reserve("carol", "192.0.2.1")
+    assert r.allowed and r.failures == 1

@@ -31,11 +31,11 @@ def test_password_grant_issues_a_verifiable_pair(auth: Any) -> None:
     resp = auth.login("alice")
     assert resp.token_type == "Bearer"
     assert resp.expires_in == 900
-    assert resp.scope == "items:read items:write"
+    assert resp.scope == "items:read items:write profile:read profile:write"
     claims = auth.decode(resp.access_token)
     assert claims["sub"] == user.id
     assert claims["roles"] == ["user"]
-    assert claims["scope"] == "items:read items:write"
+    assert claims["scope"] == "items:read items:write profile:read profile:write"
 
     with auth.db.transaction() as s:
         row = s.execute(select(RefreshToken)).scalar_one()
@@ -50,7 +50,9 @@ def test_password_grant_issues_a_verifiable_pair(auth: Any) -> None:
 
 def test_admin_gets_admin_scope_and_can_ask_for_less(auth: Any) -> None:
     auth.users.add("root", roles=("user", "admin"))
-    assert auth.login("root").scope == "items:read items:write users:admin"
+    assert auth.login("root").scope == (
+        "items:admin items:read items:write profile:read profile:write users:admin"
+    )
     narrow = auth.login("root", scope="users:admin")
     assert narrow.scope == "users:admin"
     assert auth.decode(narrow.access_token)["scope"] == "users:admin"
@@ -83,8 +85,24 @@ def test_empty_credentials_are_invalid_request(auth: Any) -> None:
 
 
 def test_backoff_refuses_even_the_right_password_then_expires(
-    auth: Any, caplog: pytest.LogCaptureFixture
+    auth_factory: Any,
+    postgres_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # A backoff long enough that no round trip outlasts it (0.3 s raced gRPC under load).
+    with auth_factory(
+        AUTH_DATABASE_URL=postgres_url,
+        REDIS_URL=redis_url,
+        BULWARK_REDIS_PREFIX=redis_prefix,
+        backoff_base_seconds=3.0,
+        backoff_max_seconds=3.0,
+    ) as auth:
+        _backoff_then_expiry(auth, caplog)
+
+
+def _backoff_then_expiry(auth: Any, caplog: pytest.LogCaptureFixture) -> None:
     auth.users.add("alice")
     caplog.set_level(logging.INFO, logger="bulwark.audit")
     for _ in range(3):  # backoff_free_failures
@@ -99,9 +117,16 @@ def test_backoff_refuses_even_the_right_password_then_expires(
     assert _fails(lambda: auth.login("alice")) == INVALID_GRANT
     assert auth.users.verify_calls == calls
 
-    time.sleep(auth.settings.backoff_base_seconds + 0.05)
-    assert auth.login("alice").access_token  # never permanent; success resets
-    assert auth.redis.exists(f"{auth.prefix}login:fail:alice") == 0
+    # Never permanent: poll until the backoff has passed; success resets.
+    deadline = time.monotonic() + auth.settings.backoff_base_seconds + 5
+    while True:
+        try:
+            assert auth.login("alice").access_token
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline, "backoff did not expire"
+            time.sleep(0.1)
+    assert auth.redis.exists(f"{auth.prefix}login:fail:203.0.113.7 alice") == 0
 
 
 def test_audit_never_carries_secrets(auth: Any, caplog: pytest.LogCaptureFixture) -> None:

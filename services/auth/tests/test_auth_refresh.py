@@ -39,7 +39,10 @@ def test_refresh_rotates_within_the_family(auth: Any) -> None:
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
     claims = auth.decode(second.access_token)
-    assert claims["sub"] == user.id and claims["scope"] == "items:read items:write"
+    assert (
+        claims["sub"] == user.id
+        and claims["scope"] == "items:read items:write profile:read profile:write"
+    )
     third = auth.refresh(second.refresh_token)
     assert third.refresh_token not in (first.refresh_token, second.refresh_token)
 
@@ -150,7 +153,7 @@ def test_refresh_drops_scopes_the_user_lost(auth: Any) -> None:
     token = auth.login("root").refresh_token
     auth.users.set_roles("root", ["user"])
     resp = auth.refresh(token)
-    assert resp.scope == "items:read items:write"
+    assert resp.scope == "items:read items:write profile:read profile:write"
     assert auth.decode(resp.access_token)["roles"] == ["user"]
 
 

@@ -9,14 +9,13 @@ import pytest
 
 from bulwark_auth.keys import Keyring, generate_pem
 from bulwark_auth.tokens import (
-    ROLE_SCOPES,
     InvalidScope,
     TokenIssuer,
-    allowed_scopes,
     hash_refresh_token,
     new_refresh_token,
     resolve_scope,
 )
+from bulwark_common.scopes import ROLE_SCOPES, allowed_scopes
 
 ISS = "http://127.0.0.1:8080"
 AUD = "bulwark-api"
@@ -87,9 +86,10 @@ def test_verify_accepts_own_and_rejects_others(issuer: TokenIssuer) -> None:
 
 
 def test_role_scopes() -> None:
-    assert ROLE_SCOPES["user"] == {"items:read", "items:write"}
-    assert ROLE_SCOPES["admin"] == {"items:read", "items:write", "users:admin"}
-    assert allowed_scopes(["user"]) == {"items:read", "items:write"}
+    user = {"items:read", "items:write", "profile:read", "profile:write"}
+    assert ROLE_SCOPES["user"] == user
+    assert ROLE_SCOPES["admin"] == user | {"items:admin", "users:admin"}
+    assert allowed_scopes(["user"]) == user
     assert allowed_scopes(["user", "admin"]) == ROLE_SCOPES["admin"]
     assert allowed_scopes(["unknown-role"]) == frozenset()
 
@@ -110,7 +110,7 @@ def test_refresh_tokens_are_random_and_stored_hashed() -> None:
     tokens = {new_refresh_token() for _ in range(100)}
     assert len(tokens) == 100
     token = tokens.pop()
-    assert len(token) == 43  # 32 bytes, base64url
+    assert token.startswith("bwr_") and len(token) == 4 + 43  # prefix, 32 bytes base64url
     digest = hash_refresh_token(token)
     assert len(digest) == 64 and token not in digest
     assert digest == hash_refresh_token(token)

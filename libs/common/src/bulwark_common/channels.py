@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, grpcext
 
+from bulwark_common import deadlines
 from bulwark_common.credentials import channel_credentials
 from bulwark_common.tls import CertSource, TlsMaterial
 
@@ -186,8 +187,8 @@ class _DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[mi
         self._seconds = seconds
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
+        timeout = self._seconds if details.timeout is None else details.timeout
+        details = details._replace(timeout=deadlines.clip(timeout))  # what the caller has left
         return continuation(details, request)
 
 
@@ -196,8 +197,8 @@ class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ig
         self._seconds = seconds
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if details.timeout is None:
-            details = details._replace(timeout=self._seconds)
+        timeout = self._seconds if details.timeout is None else details.timeout
+        details = details._replace(timeout=deadlines.clip(timeout))
         return await continuation(details, request)
 
 

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
 
+from bulwark_common import deadlines
 from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
 from bulwark_common.credentials import server_credentials
 from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
@@ -147,7 +148,10 @@ def build_server(
     """With `tls`: the main port speaks mTLS only and `callers` is enforced before every
     handler (unlisted methods are denied). Without: plaintext, for dev without Vault.
     `interceptors` (the service's own) run after the caller check."""
-    chain: list[grpc.ServerInterceptor] = [server_interceptor()]  # type: ignore[no-untyped-call]
+    chain: list[grpc.ServerInterceptor] = [
+        server_interceptor(),  # type: ignore[no-untyped-call]
+        deadlines.ServerDeadlines(),  # what is left of the caller's deadline, for our calls
+    ]
     if tls is not None:
         own = certificate_identity(tls.material().cert_pem)
         if own is None:

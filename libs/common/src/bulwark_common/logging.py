@@ -25,13 +25,62 @@ SECRET_KEYS = frozenset(
         "private_key",
     }
 )
-# Bearer tokens and JWTs that slip into free text.
-_SECRET_TEXT = re.compile(r"(Bearer\s+)[\w\-.~+/]+=*|eyJ[\w-]+\.[\w-]+\.[\w-]*", re.IGNORECASE)
+# Secrets that slip into free text (messages, arguments, exception text, tracebacks):
+# bearer credentials, JWTs, our refresh tokens (bwr_...), argon2 hashes, and the value of
+# any `password=...` / `"token": "..."` pair (quotes possibly JSON-escaped).
+_SECRET_TEXT = re.compile(
+    r"(?P<bearer>Bearer\s+)[\w\-.~+/]+=*"
+    r"|eyJ[\w-]+\.[\w-]+\.[\w-]*"
+    r"|bwr_[\w-]+"
+    r"|\$argon2(?:id|i|d)\$[^\s\"'\\]+"
+    r"|(?P<key>\b(?:current_|new_)?(?:password|passwd|secret|client_secret|private_key"
+    r"|access_token|refresh_token|token|authorization)(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)"
+    r"[^\s\"',;&}\\]+",
+    re.IGNORECASE,
+)
 REDACTED = "[REDACTED]"
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_TEXT.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+    return _SECRET_TEXT.sub(lambda m: (m.group("bearer") or m.group("key") or "") + REDACTED, text)
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every record, whichever handler formats it: the message is formatted with its
+    arguments and redacted, the exception and stack are formatted and redacted once."""
+    record = _base_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        message = str(record.msg)
+    record.msg, record.args = redact_text(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact_text(_plain.formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
+
+
+_plain = logging.Formatter()
+
+
+def install_redaction() -> None:
+    """Redact every log record this process creates (idempotent)."""
+    logging.setLogRecordFactory(_redacting_factory)
+
+
+class _RedactingJsonFormatter(JsonFormatter):  # type: ignore[misc]
+    """The last line of defence: extra fields and anything formatted late are redacted in
+    the finished line."""
+
+    def formatException(self, ei: Any) -> str:
+        return redact_text(str(super().formatException(ei)))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(str(super().format(record)))
 
 
 class _ContextFilter(logging.Filter):
@@ -47,16 +96,15 @@ class _ContextFilter(logging.Filter):
         record.__dict__.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
         for key in SECRET_KEYS & record.__dict__.keys():
             setattr(record, key, REDACTED)
-        if isinstance(record.msg, str):
-            record.msg = redact_text(record.msg)
         return True
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:
     """Route every logger (ours, uvicorn's, grpc's) to one JSON handler on stderr."""
+    install_redaction()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        _RedactingJsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )

@@ -1,7 +1,11 @@
 """The Redis keys that make revocation take effect now, shared by auth, users and api.
 
-Two facts, both written by the service that revokes and read by api on every request:
+Three facts, all written by the service that revokes and read by api on every request (one
+pipelined round trip):
 - `<prefix>revoked:jti:<jti>` exists while a revoked access token could still be valid;
+- `<prefix>revoked:family:<family id>` exists while an access token of a revoked refresh
+  family could still be valid (reuse detected, refresh token revoked); access tokens carry
+  their family id in the `sid` claim;
 - `<prefix>revoked:user:<user id>` holds a Unix time: tokens issued at or before it are void
   (password change, disable, delete, role change). auth writes `iat` with millisecond
   precision, so a token issued right after a password change is not caught by the marker
@@ -27,6 +31,15 @@ def user_key(prefix: str, user_id: str) -> str:
     return f"{prefix}revoked:user:{user_id}"
 
 
+def family_key(prefix: str, family_id: str) -> str:
+    return f"{prefix}revoked:family:{family_id}"
+
+
+def revoke_family(client: redis.Redis, prefix: str, family_id: str, ttl_seconds: int) -> None:
+    """`ttl_seconds`: at least the access-token lifetime, so the marker outlives them."""
+    client.set(family_key(prefix, family_id), "1", ex=max(1, ttl_seconds))
+
+
 def revoke_jti(client: redis.Redis, prefix: str, jti: str, expires_at: int) -> None:
     ttl = max(1, int(expires_at - time.time()) + 1)
     client.set(jti_key(prefix, jti), "1", ex=ttl)
@@ -36,9 +49,11 @@ def revoke_user_tokens(client: redis.Redis, prefix: str, user_id: str) -> None:
     client.set(user_key(prefix, user_id), f"{time.time():.3f}", ex=USER_MARKER_TTL_SECONDS)
 
 
-def is_void(revoked_jti: object, revoked_before: object, iat: float) -> bool:
-    """Decide from the two values read back (in one pipelined round trip) by api."""
-    if revoked_jti is not None:
+def is_void(
+    revoked_jti: object, revoked_before: object, iat: float, revoked_family: object = None
+) -> bool:
+    """Decide from the values read back (in one pipelined round trip) by api."""
+    if revoked_jti is not None or revoked_family is not None:
         return True
     if revoked_before is None:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,11 +10,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from bulwark_api import problems
+from bulwark_api import events, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
+from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
 from bulwark_common.runtime import Runtime
 
@@ -24,13 +26,18 @@ def _untraced(scope: Scope) -> bool:
 
 
 def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI:
+    # Whoever set logging up (the CLI, a test, an embedding server), no secret reaches it.
+    install_redaction()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings, runtime)
+        consumer = asyncio.create_task(events.consume_user_events(app.state.backends))
         freeze_startup_heap()
         try:
             yield
         finally:
+            consumer.cancel()
             await app.state.backends.close()
 
     app = FastAPI(

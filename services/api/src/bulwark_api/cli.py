@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-import uvicorn
-
-from bulwark_api import db
+from bulwark_api import db, serving
 from bulwark_api.app import create_app
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import setup_logging
@@ -50,16 +48,7 @@ def _serve(settings: ApiSettings, runtime: Runtime) -> None:
     logging.getLogger("bulwark.api").info(
         "listening", extra={"address": f"http://{settings.host}:{settings.port}"}
     )
-    uvicorn.run(
-        create_app(settings, runtime),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep our JSON handler
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is honoured only from API_TRUSTED_PROXIES
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    serving.run(create_app(settings, runtime), settings)
 
 
 if __name__ == "__main__":

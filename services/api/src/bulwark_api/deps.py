@@ -5,14 +5,16 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import OAuth2PasswordBearer
 
 from bulwark_api.backends import Backends
 from bulwark_api.enduser import ACCESS_TOKEN
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.netaddr import source_bucket
+from bulwark_common.scopes import SCOPES, USERS_ADMIN
 
 
 # async: a plain def would be run in the thread pool, a costly hop on every request.
@@ -32,7 +34,10 @@ async def client_ip(request: Request) -> str:
     trusted = settings.trusted_proxies
     if not trusted or not _in(peer, settings):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    # Every header line: proxies may add a line of their own instead of appending, and the
+    # first line is whatever the client wrote.
+    lines = ",".join(request.headers.getlist("x-forwarded-for"))
+    hops = [h.strip() for h in lines.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, settings):
             return hop
@@ -50,10 +55,17 @@ def _in(addr: str, settings: ApiSettings) -> bool:
 ClientIP = Annotated[str, Depends(client_ip)]
 
 
-async def limit_anonymous(
-    request: Request, response: Response, backends: BackendsDep, ip: ClientIP
-) -> None:
-    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{ip}")
+async def client_bucket(request: Request, ip: ClientIP) -> str:
+    """The address a per-address limit counts against: IPv6 by prefix (a host owns a /64)."""
+    settings: ApiSettings = request.app.state.settings
+    return source_bucket(ip, settings.ipv6_bucket_prefix)
+
+
+ClientBucket = Annotated[str, Depends(client_bucket)]
+
+
+async def limit_anonymous(response: Response, backends: BackendsDep, bucket: ClientBucket) -> None:
+    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{bucket}")
 
 
 async def enforce_rate(response: Response, backends: Backends, rate: str, ident: str) -> None:
@@ -63,22 +75,34 @@ async def enforce_rate(response: Response, backends: Backends, rate: str, ident:
         raise Problem(429, "rate limit exceeded, retry later", headers=decision.headers())
 
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token")
+# An OAuth2 scheme (not plain HTTP bearer) so the OpenAPI document lists each route's scopes.
+_bearer = OAuth2PasswordBearer(
+    tokenUrl="/v1/auth/token",
+    scopes=SCOPES,
+    auto_error=False,
+    description="An access token from /v1/auth/token",
+)
 
 
 async def current_claims(
     request: Request,
     response: Response,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> Claims:
     """A verified, unrevoked, within-rate access token, or 401/429."""
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
     backends: Backends = request.app.state.backends
-    if credentials is None:
+    claims = backends.verifier.cached(token) if token else None
+    if claims is None:
+        # No token, or one not verified before: counted against the address first, so
+        # forged tokens cannot buy unlimited signature checks (or JWKS refreshes).
+        bucket = await client_bucket(request, await client_ip(request))
+        await limit_anonymous(response, backends, bucket)
+    if not token:
         raise Problem(401, "a bearer access token is required")
     try:
-        claims = await backends.verifier.verify(credentials.credentials)
+        claims = claims or await backends.verifier.verify(token)
     except InvalidToken:
         raise Problem(
             401,
@@ -91,6 +115,7 @@ async def current_claims(
         user_id=claims.sub,
         jti=claims.jti,
         iat=claims.iat,
+        family_id=claims.sid,
     )
     if result.revoked:
         raise Problem(
@@ -101,7 +126,7 @@ async def current_claims(
     response.headers.update(result.rate.headers())
     if not result.rate.allowed:
         raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
-    ACCESS_TOKEN.set(credentials.credentials)  # forwarded to users (enduser.py)
+    ACCESS_TOKEN.set(token)  # forwarded to users (enduser.py)
     return claims
 
 
@@ -109,24 +134,20 @@ CurrentClaims = Annotated[Claims, Depends(current_claims)]
 
 
 def require_scope(scope: str) -> Any:
-    """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403."""
+    """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403. Every
+    protected route declares its scope this way (it shows in the OpenAPI document)."""
 
     async def check(claims: CurrentClaims) -> Claims:
         if scope not in claims.scopes:
             raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)
         return claims
 
-    return Depends(check)
+    return Security(check, scopes=[scope])
 
 
-ADMIN_SCOPE = "users:admin"
-
-
-async def admin_claims(claims: CurrentClaims) -> Claims:
+async def admin_claims(claims: Annotated[Claims, require_scope(USERS_ADMIN)]) -> Claims:
     if not claims.is_admin:
         raise Problem(403, "administrators only")
-    if ADMIN_SCOPE not in claims.scopes:
-        raise Problem(403, f"the access token lacks the scope {ADMIN_SCOPE}", scope=ADMIN_SCOPE)
     return claims
 
 

@@ -84,16 +84,25 @@ class Guard:
         return self._decide(item, int(count), int(pttl))
 
     async def check(
-        self, rate: str, ident: str, *, user_id: str, jti: str, iat: float
+        self,
+        rate: str,
+        ident: str,
+        *,
+        user_id: str,
+        jti: str,
+        iat: float,
+        family_id: str | None = None,
     ) -> GuardResult:
         """Rate limit plus both revocation facts for an authenticated request."""
         item = self.item(rate)
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(revocation.jti_key(self._prefix, jti))
         pipe.get(revocation.user_key(self._prefix, user_id))
+        # No family (a token issued before sid existed): a key that is never set.
+        pipe.get(revocation.family_key(self._prefix, family_id or "-"))
         self._queue_hit(pipe, item, ident)
-        denied_jti, revoked_before, count, pttl = await pipe.execute()
+        denied_jti, revoked_before, revoked_family, count, pttl = await pipe.execute()
         return GuardResult(
             rate=self._decide(item, int(count), int(pttl)),
-            revoked=revocation.is_void(denied_jti, revoked_before, iat),
+            revoked=revocation.is_void(denied_jti, revoked_before, iat, revoked_family),
         )

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+from bulwark_common.scopes import Role
 
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
 ]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=128)]
-Role = Literal["user", "admin"]
+
+
+# NUL is refused by PostgreSQL text columns (a 500 deep inside); lone surrogates cannot be
+# encoded. Neither belongs in any text field: refused at the edge.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> bool:
+    return _UNSTORABLE.search(value) is None
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_all_storable(k) and _all_storable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_all_storable(v) for v in value)
+    return True
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields refused, strict JSON types ("yes" is no boolean, 1 is
+    no string), and no text the database cannot store."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        if not _all_storable(data):
+            raise ValueError("text must not contain NUL or unpaired surrogate characters")
+        return data
 
 
 class UserCreate(Strict):

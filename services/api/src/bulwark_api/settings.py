@@ -17,6 +17,9 @@ class ApiSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # Probes (and later metrics) with details; not for clients. 0: not served.
+    management_host: str = "127.0.0.1"
+    management_port: int = Field(8081, ge=0, le=65535)
     database_url: str | None = Field(None, validation_alias=env("API_DATABASE_URL", "DATABASE_URL"))
     auth_target: str = "127.0.0.1:50051"
     users_target: str = "127.0.0.1:50052"
@@ -29,6 +32,8 @@ class ApiSettings(ServiceSettings):
     cors_origins: list[str] = []
     # Peers whose X-Forwarded-For we believe (the ingress); nobody by default.
     trusted_proxies: list[IPv4Network | IPv6Network] = []
+    # Per-address limits count an IPv6 client by this prefix: a host usually owns a /64.
+    ipv6_bucket_prefix: int = Field(64, ge=32, le=128)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Per-IP limits on the anonymous doors, per-user / per-IP limits on everything else.
     token_rate: Rate = "30/minute"  # noqa: S105 (a rate, not a secret)

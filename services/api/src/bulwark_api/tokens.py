@@ -1,10 +1,10 @@
 """Local access-token verification with auth's keys (JWKS over gRPC), cached.
 
 Only ES256 with a known `kid` and `typ: at+jwt` passes; iss, aud, exp, iat are required.
-Keys are refreshed when an unknown kid appears, at most once per `min_refresh` seconds, so a
-flood of forged kids cannot turn into a flood of calls to auth. Verified tokens are cached
-until they expire (signature checks are the expensive part; revocation is checked per
-request elsewhere)."""
+Keys are refreshed when an unknown kid appears, at most once per `min_refresh` seconds after a
+successful fetch, so a flood of forged kids cannot turn into a flood of calls to auth.
+Verified tokens are cached until they expire (signature checks are the expensive part;
+revocation is checked per request elsewhere)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any
 
 import jwt
 from jwt.algorithms import ECAlgorithm
+
+from bulwark_common.scopes import ADMIN, admin_power
 
 ALGORITHM = "ES256"
 ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
@@ -37,10 +39,15 @@ class Claims:
     exp: int
     scopes: frozenset[str]
     roles: frozenset[str]
+    sid: str | None = None  # the refresh family the token came from
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        return ADMIN in self.roles
+
+    def may(self, admin_scope: str) -> bool:
+        """Whether this token carries the admin power `admin_scope` (role and scope)."""
+        return admin_power(self.roles, self.scopes, admin_scope)
 
 
 JwksFetcher = Callable[[], Awaitable[list[dict[str, str]]]]
@@ -72,8 +79,10 @@ class Verifier:
             now = time.monotonic()
             if not force and now - self._last_refresh < self._min_refresh:
                 return
-            self._last_refresh = now
+            # Only a successful fetch counts: a failed one (auth down) must not hold back the
+            # next try once auth is back. Floods meanwhile are bounded per address (deps).
             jwks = await self._fetch()
+            self._last_refresh = now
             keys = {}
             for jwk in jwks:
                 if jwk.get("alg") == ALGORITHM and jwk.get("kty") == "EC":
@@ -81,6 +90,13 @@ class Verifier:
             self._keys, self.jwks = keys, jwks
             # Tokens signed by a key that left the JWKS must stop passing.
             self._cache.clear()
+
+    def cached(self, token: str) -> Claims | None:
+        """The claims of a token verified before and not yet expired, else None."""
+        cached = self._cache.get(token)
+        if cached is not None and cached.exp > time.time() - LEEWAY_SECONDS:
+            return cached
+        return None
 
     async def verify(self, token: str) -> Claims:
         cached = self._cache.get(token)
@@ -129,8 +145,10 @@ def _claims(payload: dict[str, Any]) -> Claims:
     scope = payload.get("scope", "")
     roles = payload.get("roles", [])
     iat = payload["iat"]
+    sid = payload.get("sid")
     if (
-        not isinstance(scope, str)
+        not (sid is None or isinstance(sid, str))
+        or not isinstance(scope, str)
         or not isinstance(roles, list)
         or not isinstance(iat, int | float)
         or not isinstance(payload["sub"], str)
@@ -144,4 +162,5 @@ def _claims(payload: dict[str, Any]) -> Claims:
         exp=int(payload["exp"]),
         scopes=frozenset(scope.split()),
         roles=frozenset(str(r) for r in roles),
+        sid=sid,
     )

@@ -1,17 +1,50 @@
-"""Per-account login throttling in Redis: a few free failures, then exponential backoff.
+"""Login throttling in Redis, per account *and* source, with a global cap per account.
 
-Keys (all under the deployment's redis_prefix):
-- `login:fail:<username>` counts failures; it expires `failure_window_seconds` after the
-  last failure (or after the backoff, if longer), so nothing is ever permanent;
-- `login:backoff:<username>` exists while the account is in backoff. Attempts meanwhile are
-  refused before the password is checked, so guessing gets no faster by hammering."""
+Every attempt is reserved atomically (one Lua script) before the password is checked, so
+concurrent guesses count as sequential ones do. Keys (under the deployment's redis_prefix;
+`<src>` is the client address, IPv6 by prefix, see bulwark_common.netaddr):
+- `login:fail:<src> <username>` counts attempts from that source; it expires
+  `failure_window_seconds` after the last (or after the backoff, if longer);
+- `login:backoff:<src> <username>` exists while that source is in backoff for the account;
+  attempts meanwhile are refused before the password is checked;
+- `login:total:<username>` counts failures from every source in the window. Past
+  `account_free_failures` the account is under attack: every source then gets one free try
+  instead of `free_failures`.
+
+The owner, from an address that has not failed for their account, is never held back by the
+failures of other addresses (the lockout bound, README: Security choices)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import redis
+
+# Mirrors backoff_seconds below, in milliseconds (the unit test compares the two).
+_RESERVE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0, 0, 0} end
+local n = redis.call('INCR', KEYS[1])
+local total = redis.call('INCR', KEYS[3])
+local window = tonumber(ARGV[4])
+redis.call('EXPIRE', KEYS[3], window)
+local free = tonumber(ARGV[1])
+if total > tonumber(ARGV[5]) then free = 1 end
+local delay = 0
+if n >= free then
+  local exponent = math.min(n - free, 40)
+  delay = math.ceil(math.min(tonumber(ARGV[2]) * 2 ^ exponent, tonumber(ARGV[3])))
+  redis.call('SET', KEYS[2], n, 'PX', delay)
+end
+redis.call('EXPIRE', KEYS[1], math.max(window, math.ceil(delay / 1000)))
+return {1, n, delay}
+"""
+
+# A success clears this source's record and takes its own reservation off the total.
+_SUCCEED = """
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
+return 1
+"""
 
 
 def backoff_seconds(failures: int, free: int, base: float, maximum: float) -> float:
@@ -26,15 +59,10 @@ def backoff_seconds(failures: int, free: int, base: float, maximum: float) -> fl
 
 
 @dataclass(frozen=True)
-class Standing:
-    in_backoff: bool
-    has_failures: bool  # something for a successful login to clear
-
-
-@dataclass(frozen=True)
-class Failure:
-    failures: int
-    backoff_seconds: float  # 0 when this failure did not start a backoff
+class Reservation:
+    allowed: bool  # False: this source is in backoff for the account; do not check
+    failures: int  # attempts from this source in the window, this one included
+    backoff_seconds: float  # the backoff this attempt starts if it fails (0: none)
 
 
 class LoginThrottle:
@@ -47,49 +75,41 @@ class LoginThrottle:
         base_seconds: float,
         max_seconds: float,
         window_seconds: int,
+        account_free_failures: int = 20,
     ) -> None:
-        self._redis = client
         self._prefix = prefix
         self.free_failures = free_failures
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
         self.window_seconds = window_seconds
+        self.account_free_failures = account_free_failures
+        self._reserve = client.register_script(_RESERVE)
+        self._succeed = client.register_script(_SUCCEED)
 
-    def _keys(self, username: str) -> tuple[str, str]:
-        # casefold: "Alice" and "alice" must not be two separate budgets.
+    def _keys(self, username: str, source: str) -> list[str]:
+        # casefold: "Alice" and "alice" must not be two separate budgets. A source never
+        # contains a space, so "<src> <name>" is unambiguous.
         name = username.casefold()
-        return f"{self._prefix}login:fail:{name}", f"{self._prefix}login:backoff:{name}"
+        p = self._prefix
+        return [
+            f"{p}login:fail:{source} {name}",
+            f"{p}login:backoff:{source} {name}",
+            f"{p}login:total:{name}",
+        ]
 
-    def in_backoff(self, username: str) -> bool:
-        _, backoff_key = self._keys(username)
-        return bool(self._redis.exists(backoff_key))
-
-    def standing(self, username: str) -> Standing:
-        """Backoff and failure count in one round trip, so a login with no failures on
-        record needs no second one to clear them (`record_success` only when this says so).
-        A failure recorded while that login is being checked then stays counted: stricter,
-        never looser."""
-        failures, backoff = self._redis.mget(self._keys(username))
-        return Standing(
-            in_backoff=backoff is not None,
-            has_failures=failures is not None or backoff is not None,
+    def reserve(self, username: str, source: str) -> Reservation:
+        """Count this attempt before the password is checked (one round trip)."""
+        allowed, failures, delay_ms = self._reserve(
+            keys=self._keys(username, source),
+            args=[
+                self.free_failures,
+                self.base_seconds * 1000,
+                self.max_seconds * 1000,
+                self.window_seconds,
+                self.account_free_failures,
+            ],
         )
+        return Reservation(bool(allowed), int(failures), int(delay_ms) / 1000)
 
-    def record_failure(self, username: str) -> Failure:
-        fail_key, backoff_key = self._keys(username)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(fail_key)
-        pipe.expire(fail_key, self.window_seconds)
-        failures = int(pipe.execute()[0])
-        delay = backoff_seconds(failures, self.free_failures, self.base_seconds, self.max_seconds)
-        if delay > 0:
-            ms = max(1, math.ceil(delay * 1000))
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.set(backoff_key, str(failures), px=ms)
-            # Keep the count at least as long as the backoff, so the next step doubles.
-            pipe.expire(fail_key, max(self.window_seconds, math.ceil(delay)))
-            pipe.execute()
-        return Failure(failures=failures, backoff_seconds=delay)
-
-    def record_success(self, username: str) -> None:
-        self._redis.delete(*self._keys(username))
+    def succeeded(self, username: str, source: str) -> None:
+        self._succeed(keys=self._keys(username, source))

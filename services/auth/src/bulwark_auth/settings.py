@@ -42,6 +42,10 @@ class AuthSettings(ServiceSettings):
     backoff_max_seconds: float = Field(300.0, gt=0, le=3600)
     backoff_free_failures: int = Field(3, ge=1, le=100)
     failure_window_seconds: int = Field(900, ge=1, le=DAY)
+    # Failures from all sources in the window after which every source gets one free try.
+    backoff_account_free_failures: int = Field(20, ge=1, le=10_000)
+    # Backoff is kept per source: IPv6 clients by this prefix (a host owns a whole /64).
+    ipv6_bucket_prefix: int = Field(64, ge=32, le=128)
     max_workers: int = Field(16, ge=1, le=256)
 
     @property

@@ -16,23 +16,9 @@ from bulwark_auth.keys import ALGORITHM, Keyring
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 typ, not a secret
 
-# The one place that says what each role may do.
-ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "user": frozenset({"items:read", "items:write"}),
-    "admin": frozenset({"items:read", "items:write", "users:admin"}),
-}
-
 
 class InvalidScope(ValueError):
     """The requested scope asks for more than the grant allows."""
-
-
-def allowed_scopes(roles: Iterable[str]) -> frozenset[str]:
-    """Union of what the roles grant; unknown roles grant nothing."""
-    allowed: set[str] = set()
-    for role in roles:
-        allowed |= ROLE_SCOPES.get(role, frozenset())
-    return frozenset(allowed)
 
 
 def parse_scope(scope: str) -> frozenset[str]:
@@ -70,7 +56,12 @@ class TokenIssuer:
         self.ttl_seconds = ttl_seconds
 
     def issue(
-        self, user_id: str, scopes: Iterable[str], roles: Iterable[str], now: float | None = None
+        self,
+        user_id: str,
+        scopes: Iterable[str],
+        roles: Iterable[str],
+        now: float | None = None,
+        family_id: str | None = None,
     ) -> AccessToken:
         # Millisecond float iat: api voids tokens with iat <= the user's revoked-before
         # marker, so a token issued right after a password change must compare later.
@@ -88,6 +79,9 @@ class TokenIssuer:
             "scope": format_scope(scopes),
             "roles": sorted(set(roles)),
         }
+        if family_id is not None:
+            # The refresh family it came from: revoking the family voids it at api too.
+            claims["sid"] = family_id
         token = jwt.encode(
             claims,
             key.private_key,
@@ -117,9 +111,13 @@ class TokenIssuer:
         return claims
 
 
+# Recognisable, so logs can redact it and secret scanners can find it where it leaked.
+REFRESH_TOKEN_PREFIX = "bwr_"  # noqa: S105 - a prefix, not a secret
+
+
 def new_refresh_token() -> str:
-    """256 random bits; only its hash is ever stored."""
-    return secrets.token_urlsafe(32)
+    """`bwr_` and 256 random bits; only its hash is ever stored."""
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_refresh_token(token: str) -> str:

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bulwark_common.db import Database
+from bulwark_common.scopes import DEFAULT_ROLES, ROLES
 from bulwark_users.models import User, utcnow
 from bulwark_users.passwords import Passwords, PolicyError, check_policy
 
-KNOWN_ROLES = frozenset({"user", "admin"})
-DEFAULT_ROLES = ("user",)
+KNOWN_ROLES = frozenset(ROLES)
 _USERNAME = re.compile(r"[a-z0-9._-]{3,32}")
 
 
@@ -64,7 +64,8 @@ def normalize_roles(raw: Iterable[str], *, default: tuple[str, ...] | None = Non
         return list(default)
     unknown = [r for r in roles if r not in KNOWN_ROLES]
     if unknown:
-        raise FieldError("roles", f"unknown role {unknown[0]!r} (known: admin, user)")
+        known = ", ".join(sorted(ROLES))
+        raise FieldError("roles", f"unknown role {unknown[0]!r} (known: {known})")
     return roles
 
 

@@ -66,3 +66,17 @@ class User(Base):
 
     # ListUsers pages in (created_at, id) order.
     __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+
+class UserEvent(Base):
+    """The outbox (outbox.py): written in the transaction of the change it describes."""
+
+    __tablename__ = "user_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_user_events_unpublished", "published_at", "created_at"),)

@@ -12,6 +12,7 @@ before the change are already void, and we prefer a loud error to a silent gap.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
 from bulwark_common import revocation
 from bulwark_common.db import Database
+from bulwark_common.events import USER_DELETED
 from bulwark_common.logging import audit
 from bulwark_common.rpc import Abort, rpc_errors
 from bulwark_users.accounts import (
@@ -37,7 +39,8 @@ from bulwark_users.accounts import (
     normalize_username,
     parse_id,
 )
-from bulwark_users.models import User, utcnow
+from bulwark_users.models import User, UserEvent, utcnow
+from bulwark_users.outbox import Outbox
 from bulwark_users.passwords import Passwords
 
 log = logging.getLogger("bulwark.users")
@@ -112,9 +115,11 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
         self._passwords = passwords
         self._redis = redis_client
         self._prefix = redis_prefix
+        self._outbox = Outbox(db, redis_client, redis_prefix)
 
     def register(self, server: grpc.Server) -> Iterable[str]:
         users_pb2_grpc.add_UsersServiceServicer_to_server(self, server)
+        self._outbox.start()  # relays what a crash or an outage left unpublished
         return [SERVICE_NAME]
 
     def _revoke(self, user_id: str) -> None:
@@ -259,9 +264,12 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
                 audit("user.delete_denied", user_id=user_id, reason="last_admin", **who)
                 raise Abort(Code.FAILED_PRECONDITION, LAST_ADMIN)
             session.delete(user)
+            # Same transaction: the deletion and the news of it commit together.
+            session.add(UserEvent(id=str(uuid.uuid4()), kind=USER_DELETED, user_id=user_id))
             session.flush()
             self._revoke(user_id)
         self._revoke(user_id)
+        self._outbox.publish_quietly()
         audit("user.deleted", user_id=user_id, **who)
         return users_pb2.DeleteUserResponse()
 

@@ -120,6 +120,7 @@ def run(
         users_port=int(os.environ.get("USERS_PORT", 50052)),
         auth_port=int(os.environ.get("AUTH_PORT", 50051)),
         api_port=int(os.environ.get("API_PORT", 8080)),
+        management_port=int(os.environ.get("API_MANAGEMENT_PORT", 8081)),
         # Your own service settings (API_CORS_ORIGINS=..., BULWARK_ENV=...) reach the services;
         # the addresses that wire them together stay the runner's.
         env={
@@ -151,7 +152,8 @@ def run(
         pids = ", ".join(f"{name} {p.pid}" for name, p in stack.procs.items())
         print(
             "\nBulwark is up:\n"
-            f"  api    {config.api_url}   (HTTP; try: curl -s {config.api_url}/readyz)\n"
+            f"  api    {config.api_url}   (HTTP; probes with details: "
+            f"curl -s http://127.0.0.1:{config.management_port}/readyz)\n"
             f"  auth   127.0.0.1:{config.auth_port}        (gRPC)\n"
             f"  users  127.0.0.1:{config.users_port}        (gRPC)\n"
             f"  redis  {redis_note}\n"

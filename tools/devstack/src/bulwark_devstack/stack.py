@@ -29,6 +29,7 @@ WIRING = frozenset(
         "API_PORT",
         "USERS_HEALTH_PORT",
         "AUTH_HEALTH_PORT",
+        "API_MANAGEMENT_PORT",
         "AUTH_USERS_TARGET",
         "API_AUTH_TARGET",
         "API_USERS_TARGET",
@@ -46,6 +47,7 @@ class StackConfig:
     users_port: int = 0
     auth_port: int = 0
     api_port: int = 0
+    management_port: int = 0  # api's probes with details
     # Extra environment per service name ("users", "auth", "api") or "*" for all.
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     log_dir: Path | None = None  # None: inherit the terminal
@@ -61,6 +63,7 @@ class StackConfig:
         self.api_port = self.api_port or free_port()
         self.users_health_port = self.users_health_port or free_port()
         self.auth_health_port = self.auth_health_port or free_port()
+        self.management_port = self.management_port or free_port()
 
     @property
     def api_url(self) -> str:
@@ -93,6 +96,7 @@ class StackConfig:
                 "AUTH_HEALTH_PORT": str(self.auth_health_port),
                 "AUTH_USERS_TARGET": f"127.0.0.1:{self.users_port}",
                 "API_PORT": str(self.api_port),
+                "API_MANAGEMENT_PORT": str(self.management_port),
                 "API_AUTH_TARGET": f"127.0.0.1:{self.auth_port}",
                 "API_USERS_TARGET": f"127.0.0.1:{self.users_port}",
                 "PYTHONUNBUFFERED": "1",
@@ -192,7 +196,9 @@ class Stack:
             if dead := self.dead():
                 raise RuntimeError(f"exited during start-up: {', '.join(dead)}{self._tail()}")
             try:
-                r = httpx.get(f"{self.config.api_url}/readyz", timeout=2)
+                # The management port's /readyz names what is down (the public one does not).
+                mgmt = f"http://127.0.0.1:{self.config.management_port}"
+                r = httpx.get(f"{mgmt}/readyz", timeout=2)
                 if r.status_code == 200:
                     return
                 last = r.text

@@ -1,4 +1,6 @@
-"""Liveness and readiness."""
+"""Liveness and readiness. The public port answers a status only (what is down is a map
+for an attacker); the management port (API_MANAGEMENT_PORT, not exposed to clients) has
+the details."""
 
 from __future__ import annotations
 
@@ -7,36 +9,37 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from bulwark_api.backends import Backends
 from bulwark_api.deps import BackendsDep
-from bulwark_api.problems import problem_response
 
 router = APIRouter(tags=["health"])
+management = APIRouter()
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
+@management.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz",
-    summary="Readiness: auth, users, the database and Redis all answer",
-    responses={
-        503: {
-            "description": "Something is down; the body names it",
-            "content": {"application/problem+json": {}},
-        }
-    },
+    summary="Readiness: auth, users, the database and Redis all answer (status only)",
+    responses={503: {"description": "Not ready; the management port says why"}},
 )
-async def readyz(request: Request, backends: BackendsDep) -> Any:
+async def readyz(backends: BackendsDep) -> Any:
+    checks = await backends.readiness()
+    if any(state != "ok" for state in checks.values()):
+        return JSONResponse(
+            {"status": "unavailable"}, status_code=503, headers={"Retry-After": "1"}
+        )
+    return {"status": "ok"}
+
+
+@management.get("/readyz")
+async def readyz_details(request: Request) -> Any:
+    backends: Backends = request.app.state.public.state.backends
     checks = await backends.readiness()
     down = [name for name, state in checks.items() if state != "ok"]
-    if down:
-        return problem_response(
-            503,
-            f"not ready: {', '.join(down)}",
-            instance=request.url.path,
-            checks=checks,
-            headers={"Retry-After": "1"},
-        )
-    return JSONResponse({"status": "ok", "checks": checks})
+    body = {"status": "unavailable" if down else "ok", "checks": checks}
+    return JSONResponse(body, status_code=503 if down else 200)

@@ -18,12 +18,13 @@ from bulwark_api.deps import BackendsDep, require_scope
 from bulwark_api.problems import Problem, problem_responses
 from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate
 from bulwark_api.tokens import Claims
+from bulwark_common.scopes import ITEMS_ADMIN, ITEMS_READ, ITEMS_WRITE
 
 router = APIRouter(tags=["items"])
 
 # The caller's claims, checked for the scope the route needs (403 naming it otherwise).
-Reader = Annotated[Claims, require_scope("items:read")]
-Writer = Annotated[Claims, require_scope("items:write")]
+Reader = Annotated[Claims, require_scope(ITEMS_READ)]
+Writer = Annotated[Claims, require_scope(ITEMS_WRITE)]
 NOT_FOUND = "item not found"
 # Reads go through Core on the autocommit engine: one statement, one round trip.
 ITEMS = Item.__table__
@@ -79,9 +80,9 @@ _READ_OWN = select(ITEMS).where(_OWN)
 
 
 def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, str]]:
-    """The one rule: the caller may touch its own items, an admin any. Returns the WHERE
-    clause, the prebuilt read with it, and their parameters."""
-    if claims.is_admin:
+    """The one rule: the caller may touch its own items, an admin with items:admin any.
+    Returns the WHERE clause, the prebuilt read with it, and their parameters."""
+    if claims.may(ITEMS_ADMIN):
         return _ANY, _READ_ANY, {"id": str(item_id)}
     return _OWN, _READ_OWN, {"id": str(item_id), "owner": claims.sub}
 
@@ -121,11 +122,13 @@ async def list_items(
     backends: BackendsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    owner: Annotated[uuid.UUID | None, Query(description="admins only")] = None,
-    all: Annotated[bool, Query(description="admins only: every owner's items")] = False,
+    owner: Annotated[uuid.UUID | None, Query(description="admins with items:admin")] = None,
+    all: Annotated[bool, Query(description="admins with items:admin: every owner's")] = False,
 ) -> ItemList:
-    if (owner is not None or all) and not claims.is_admin:
-        raise Problem(403, "owner and all are for administrators only")
+    if (owner is not None or all) and not claims.may(ITEMS_ADMIN):
+        raise Problem(
+            403, "owner and all need the admin role and the scope items:admin", scope=ITEMS_ADMIN
+        )
     query = select(ITEMS)
     if not all:
         query = query.where(Item.owner_id == (str(owner) if owner else claims.sub))

@@ -10,14 +10,20 @@ from fastapi import APIRouter, Depends, Form, Response
 from fastapi.responses import JSONResponse
 
 from bulwark.auth.v1 import auth_pb2
-from bulwark_api.deps import BackendsDep, ClientIP, enforce_rate, limit_anonymous
+from bulwark_api.deps import (
+    BackendsDep,
+    ClientBucket,
+    ClientIP,
+    enforce_rate,
+    limit_anonymous,
+)
 from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
-from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut
+from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut, storable
+from bulwark_common.scopes import SCOPES
 
 router = APIRouter(tags=["oauth2"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-SCOPES = ["items:read", "items:write", "users:admin"]
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
     429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
@@ -29,8 +35,15 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 Field = Annotated[str | None, Form()]
 
 
-async def _rate_limit_token(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
-    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{ip}")
+async def _rate_limit_token(
+    response: Response, backends: BackendsDep, bucket: ClientBucket
+) -> None:
+    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}")
+
+
+def _storable_or_invalid(*fields: str | None) -> None:
+    if not all(storable(f) for f in fields if f):
+        raise OAuthError("invalid_request", "fields must not contain NUL characters")
 
 
 def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
@@ -61,6 +74,7 @@ async def token(
 ) -> JSONResponse:
     # Every field is optional in the schema so that a missing one is an OAuth2
     # invalid_request, not a generic 422.
+    _storable_or_invalid(grant_type, username, password, scope, refresh_token)
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
     try:
@@ -108,6 +122,7 @@ async def revoke(
     token: Field = None,
     token_type_hint: Field = None,
 ) -> Response:
+    _storable_or_invalid(token, token_type_hint)
     if not token:
         raise OAuthError("invalid_request", "token is required")
     try:
@@ -153,7 +168,7 @@ async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": SCOPES,
+        "scopes_supported": sorted(SCOPES),
         "id_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
     }

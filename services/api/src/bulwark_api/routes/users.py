@@ -14,14 +14,19 @@ from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import (
     AdminClaims,
     BackendsDep,
+    ClientBucket,
     ClientIP,
-    CurrentClaims,
     enforce_rate,
+    require_scope,
 )
 from bulwark_api.problems import Problem, from_rpc, problem_responses
 from bulwark_api.schemas import AdminUserUpdate, MeUpdate, UserCreate, UserList, UserOut
+from bulwark_api.tokens import Claims
+from bulwark_common.scopes import PROFILE_READ, PROFILE_WRITE
 
 router = APIRouter(tags=["users"])
+ProfileReader = Annotated[Claims, require_scope(PROFILE_READ)]
+ProfileWriter = Annotated[Claims, require_scope(PROFILE_WRITE)]
 
 
 def user_out(u: users_pb2.User) -> UserOut:
@@ -35,8 +40,10 @@ def user_out(u: users_pb2.User) -> UserOut:
     )
 
 
-async def _rate_limit_register(response: Response, backends: BackendsDep, ip: ClientIP) -> None:
-    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{ip}")
+async def _rate_limit_register(
+    response: Response, backends: BackendsDep, bucket: ClientBucket
+) -> None:
+    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{bucket}")
 
 
 @router.post(
@@ -66,29 +73,30 @@ async def register(body: UserCreate, backends: BackendsDep, ip: ClientIP) -> JSO
     )
 
 
-@router.get("/v1/users/me", response_model=UserOut, responses=problem_responses(401, 429, 503))
-async def get_me(claims: CurrentClaims, backends: BackendsDep) -> UserOut:
+@router.get("/v1/users/me", response_model=UserOut, responses=problem_responses(401, 403, 429, 503))
+async def get_me(claims: ProfileReader, backends: BackendsDep) -> UserOut:
     return await _get(backends, claims.sub, missing=401)
 
 
 @router.patch(
     "/v1/users/me",
     response_model=UserOut,
-    responses=problem_responses(400, 401, 409, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 429, 503),
 )
 async def update_me(
-    body: MeUpdate, claims: CurrentClaims, backends: BackendsDep, ip: ClientIP
+    body: MeUpdate, claims: ProfileWriter, backends: BackendsDep, ip: ClientIP
 ) -> UserOut:
-    if body.password is not None and body.current_password is None:
-        raise Problem(422, "current_password is required to change the password")
     if body.email is None and body.password is None:
         raise Problem(422, "nothing to change: give email or password")
+    # The email is the recovery channel: taking it over is taking the account over.
+    if body.current_password is None:
+        raise Problem(422, "current_password is required to change the email or password")
     req = users_pb2.UpdateUserRequest(id=claims.sub, actor_id=claims.sub, client_ip=ip)
     if body.email is not None:
         req.email = str(body.email)
     if body.password is not None:
         req.password = body.password
-        req.current_password = body.current_password or ""
+    req.current_password = body.current_password
     return await _update(backends, req)
 
 

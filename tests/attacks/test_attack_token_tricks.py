@@ -7,10 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,10 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from bulwark_devstack.infra import venv_script
 from bulwark_devstack.stack import Stack
 from bulwark_devstack.target import Attackable, User, module_stack
 from bulwark_devstack.testkit import bearer
+from bulwark_devstack.vault import signing_key_pem
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +42,8 @@ def _sign(header: dict[str, Any], claims: dict[str, Any], key: ec.EllipticCurveP
 
 
 def _auth_key(target: Attackable) -> ec.EllipticCurvePrivateKey:
-    pem = (Path(target.stack.config.data_dir) / "auth-keys" / "current.pem").read_bytes()
+    assert target.stack.config.vault is not None
+    pem = signing_key_pem(target.stack.config.vault)
     key = serialization.load_pem_private_key(pem, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
@@ -140,18 +138,8 @@ def test_token_tricks_key_of_the_previous_rotation_after_its_grace(tricks: Attac
         old = tricks.login(user, http)["access_token"]
         assert _me(http, old) == 200
         for _ in range(2):  # after two rotations the old key is no longer even "previous"
-            subprocess.run(
-                [venv_script("bulwark-auth"), "rotate-keys"],
-                env=stack.config.environment("auth"),
-                check=True,
-                capture_output=True,
-            )
-        stack.stop("auth")
-        stack.start("auth")
-        deadline = time.monotonic() + 60
-        while not stack.grpc_serving("auth"):
-            assert time.monotonic() < deadline, "auth did not come back"
-            time.sleep(0.1)
+            stack.rotate_keys()
+        stack.restart("auth")
         fresh = tricks.login(user, http)["access_token"]
         assert _me(http, fresh) == 200  # api has fetched the new JWKS
         assert _me(http, old) == 401

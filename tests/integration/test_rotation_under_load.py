@@ -128,7 +128,10 @@ def _until(what: str, condition: Callable[[], bool], timeout: float, load: Load)
 
 def test_signing_key_rotation_under_load_fails_no_request(stack_factory: Any) -> None:
     stack: Stack = stack_factory(
-        env={"api": TRUSTED, "auth": {"AUTH_SIGNING_KEYS_POLL_SECONDS": "0.5"}}
+        env={
+            "api": {**TRUSTED, "API_JWKS_REFRESH_SECONDS": "0.5"},
+            "auth": {"AUTH_SIGNING_KEYS_POLL_SECONDS": "0.5"},
+        }
     )
     assert stack.config.vault is not None
     sessions = [sign_up(stack.config.api_url) for _ in range(2)]

@@ -12,6 +12,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
+from bulwark_common.scopes import ADMIN, admin_power
+
 ALGORITHM = "ES256"
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Tolerated clock difference between auth and a verifier.
@@ -34,10 +36,15 @@ class Claims:
     exp: int
     scopes: frozenset[str]
     roles: frozenset[str]
+    sid: str | None = None  # the refresh family the token came from
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        return ADMIN in self.roles
+
+    def may(self, admin_scope: str) -> bool:
+        """Whether this token carries the admin power `admin_scope` (role and scope)."""
+        return admin_power(self.roles, self.scopes, admin_scope)
 
 
 def public_keys(jwks: Iterable[dict[str, str]]) -> dict[str, Any]:
@@ -91,8 +98,10 @@ def claims_of(payload: dict[str, Any]) -> Claims:
     scope = payload.get("scope", "")
     roles = payload.get("roles", [])
     iat = payload["iat"]
+    sid = payload.get("sid")
     if (
-        not isinstance(scope, str)
+        not (sid is None or isinstance(sid, str))
+        or not isinstance(scope, str)
         or not isinstance(roles, list)
         or not isinstance(iat, int | float)
         or not isinstance(payload["sub"], str)
@@ -106,4 +115,5 @@ def claims_of(payload: dict[str, Any]) -> Claims:
         exp=int(payload["exp"]),
         scopes=frozenset(scope.split()),
         roles=frozenset(str(r) for r in roles),
+        sid=sid,
     )

@@ -33,11 +33,15 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings, runtime)
         consumer = asyncio.create_task(events.consume_user_events(app.state.backends))
+        keys = asyncio.create_task(
+            app.state.backends.verifier.keep_fresh(settings.jwks_refresh_seconds)
+        )
         freeze_startup_heap()
         try:
             yield
         finally:
             consumer.cancel()
+            keys.cancel()
             await app.state.backends.close()
 
     app = FastAPI(

@@ -42,6 +42,9 @@ class ApiSettings(ServiceSettings):
     anonymous_rate: Rate = "300/minute"
     # Do not ask auth for keys more often than this when an unknown kid shows up.
     jwks_min_refresh_seconds: float = Field(10.0, ge=0)
+    # Keys are also refetched on this timer, so a key auth publishes ahead of a rotation is
+    # known before tokens carry it (rotate-keys waits longer than this).
+    jwks_refresh_seconds: float = Field(10.0, gt=0, le=300)
     hsts_max_age_seconds: int = 63072000
 
     @field_validator("token_rate", "register_rate", "user_rate", "anonymous_rate")

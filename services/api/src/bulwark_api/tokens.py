@@ -1,7 +1,9 @@
 """Local access-token verification with auth's keys (JWKS over gRPC), cached.
 
-Only ES256 with a known `kid` and `typ: at+jwt` passes; iss, aud, exp, iat are required.
-Keys are refreshed when an unknown kid appears, at most once per `min_refresh` seconds after a
+The rules (ES256 only, a known `kid`, `typ: at+jwt`, iss, aud, exp, iat required) are
+`bulwark_common.accesstokens`, shared with users. Keys are refreshed in the background every
+`refresh_seconds` (so a key auth publishes ahead of a rotation is known before any token
+carries it), and when an unknown kid appears, at most once per `min_refresh` seconds after a
 successful fetch, so a flood of forged kids cannot turn into a flood of calls to auth.
 Verified tokens are cached until they expire (signature checks are the expensive part;
 revocation is checked per request elsewhere)."""
@@ -9,46 +11,18 @@ revocation is checked per request elsewhere)."""
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from jwt.algorithms import ECAlgorithm
+from bulwark_common import accesstokens
+from bulwark_common.accesstokens import LEEWAY_SECONDS, Claims, InvalidToken, UnknownKid
 
-from bulwark_common.scopes import ADMIN, admin_power
+__all__ = ["LEEWAY_SECONDS", "Claims", "InvalidToken", "Verifier"]
 
-ALGORITHM = "ES256"
-ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
-# Tolerated clock difference between auth and api.
-LEEWAY_SECONDS = 5
-
-
-class InvalidToken(Exception):
-    """The token must not be accepted; the message is safe to log, not to return."""
-
-
-@dataclass(frozen=True)
-class Claims:
-    sub: str
-    jti: str
-    iat: float
-    exp: int
-    scopes: frozenset[str]
-    roles: frozenset[str]
-    sid: str | None = None  # the refresh family the token came from
-
-    @property
-    def is_admin(self) -> bool:
-        return ADMIN in self.roles
-
-    def may(self, admin_scope: str) -> bool:
-        """Whether this token carries the admin power `admin_scope` (role and scope)."""
-        return admin_power(self.roles, self.scopes, admin_scope)
-
+log = logging.getLogger("bulwark.api.tokens")
 
 JwksFetcher = Callable[[], Awaitable[list[dict[str, str]]]]
 
@@ -83,13 +57,26 @@ class Verifier:
             # next try once auth is back. Floods meanwhile are bounded per address (deps).
             jwks = await self._fetch()
             self._last_refresh = now
-            keys = {}
-            for jwk in jwks:
-                if jwk.get("alg") == ALGORITHM and jwk.get("kty") == "EC":
-                    keys[jwk["kid"]] = ECAlgorithm.from_jwk(json.dumps(jwk))
+            keys = accesstokens.public_keys(jwks)
+            if keys.keys() != self._keys.keys():
+                # Tokens signed by a key that left the JWKS must stop passing.
+                self._cache.clear()
             self._keys, self.jwks = keys, jwks
-            # Tokens signed by a key that left the JWKS must stop passing.
-            self._cache.clear()
+
+    def _verify(self, token: str) -> Claims:
+        return accesstokens.verify(
+            token, self._keys.get, issuer=self._issuer, audience=self._audience
+        )
+
+    async def keep_fresh(self, every_seconds: float) -> None:
+        """Refetch the keys on a timer, for as long as the app runs (a task of its
+        lifespan). A failed fetch is logged and tried again at the next tick."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.refresh(force=True)
+            except Exception as exc:
+                log.warning("JWKS refresh failed: %s", type(exc).__name__)
 
     def cached(self, token: str) -> Claims | None:
         """The claims of a token verified before and not yet expired, else None."""
@@ -106,61 +93,11 @@ class Verifier:
                 return cached
             del self._cache[token]
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"malformed token: {type(exc).__name__}") from None
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"algorithm {header.get('alg')!r} not accepted")
-        if header.get("typ") not in ACCESS_TOKEN_TYPES:
-            raise InvalidToken("not an access token")
-        kid = header.get("kid")
-        if not isinstance(kid, str):
-            raise InvalidToken("no kid")
-        key = self._keys.get(kid)
-        if key is None:
+            claims = self._verify(token)
+        except UnknownKid:
             await self.refresh()
-            key = self._keys.get(kid)
-            if key is None:
-                raise InvalidToken("unknown kid")
-        try:
-            payload = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"rejected: {type(exc).__name__}") from None
-        claims = _claims(payload)
+            claims = self._verify(token)
         self._cache[token] = claims
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return claims
-
-
-def _claims(payload: dict[str, Any]) -> Claims:
-    scope = payload.get("scope", "")
-    roles = payload.get("roles", [])
-    iat = payload["iat"]
-    sid = payload.get("sid")
-    if (
-        not (sid is None or isinstance(sid, str))
-        or not isinstance(scope, str)
-        or not isinstance(roles, list)
-        or not isinstance(iat, int | float)
-        or not isinstance(payload["sub"], str)
-        or not isinstance(payload["jti"], str)
-    ):
-        raise InvalidToken("malformed claims")
-    return Claims(
-        sub=payload["sub"],
-        jti=payload["jti"],
-        iat=float(iat),
-        exp=int(payload["exp"]),
-        scopes=frozenset(scope.split()),
-        roles=frozenset(str(r) for r in roles),
-        sid=sid,
-    )

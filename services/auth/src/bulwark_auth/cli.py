@@ -20,6 +20,8 @@ from bulwark_common.telemetry import setup_tracing
 from bulwark_common.vault import Vault
 
 PROGRAM = "bulwark-auth"
+# Longer than auth's key poll plus api's JWKS refresh (10 s each by default), with margin.
+DEFAULT_PUBLISH_SECONDS = 30.0
 log = logging.getLogger("bulwark.auth")
 
 
@@ -158,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
         "--publish-seconds",
         type=float,
         default=None,
-        help="how long the next key is published before it signs "
-        "(default: 2 x AUTH_SIGNING_KEYS_POLL_SECONDS + 1)",
+        help="how long the next key is published before it signs; must exceed "
+        "AUTH_SIGNING_KEYS_POLL_SECONDS + API_JWKS_REFRESH_SECONDS "
+        f"(default {DEFAULT_PUBLISH_SECONDS:g})",
     )
     rotate.add_argument(
         "--if-missing", action="store_true", help="only provision a first key when none exists"

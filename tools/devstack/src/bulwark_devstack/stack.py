@@ -132,6 +132,12 @@ class Stack:
         if self.config.vault is not None:
             self._run("auth", "rotate-keys", "--if-missing", identity="auth-keys")
 
+    def rotate_keys(self, publish_seconds: float = 0.0) -> None:
+        """`bulwark-auth rotate-keys` as the operator would (the auth-keys identity)."""
+        self._run(
+            "auth", "rotate-keys", "--publish-seconds", str(publish_seconds), identity="auth-keys"
+        )
+
     def _run(self, service: str, *args: str, identity: str | None = None) -> None:
         env = self.config.environment(service)
         if identity is not None and self.config.vault is not None:
@@ -155,6 +161,13 @@ class Stack:
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
+
+    def restart(self, service: str, timeout: float = 60) -> None:
+        """Stop (SIGTERM), start again, and wait until api's readiness sees it: the peers'
+        channels have reconnected, not just the process answering its health port."""
+        self.stop(service)
+        self.start(service)
+        self.wait_ready(timeout=timeout)
 
     def start_all(self) -> None:
         for svc in SERVICES:

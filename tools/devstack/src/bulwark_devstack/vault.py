@@ -370,3 +370,13 @@ def deployment(
         yield VaultDeployment(server, provisioned)
     finally:
         teardown(server.addr, server.root_token, prefix, databases, redis_url)
+
+
+def signing_key_pem(deployment: VaultDeployment) -> bytes:
+    """auth's current private signing key, read with the admin token: for tests that must
+    sign a token exactly as auth would."""
+    root = hvac.Client(url=deployment.server.addr, token=deployment.server.root_token, timeout=10)
+    data = root.secrets.kv.v2.read_secret_version(
+        f"{deployment.prefix}/auth/signing-keys", raise_on_deleted_version=True
+    )["data"]["data"]
+    return str(data["current"]).encode()

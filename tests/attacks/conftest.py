@@ -14,7 +14,7 @@ from bulwark_devstack.target import Attackable, start_attackable
 
 @pytest.fixture(scope="session")
 def target(stack_factory: Callable[..., Stack]) -> Attackable:
-    return start_attackable(stack_factory, {})
+    return start_attackable(stack_factory, {}, session=True)
 
 
 @pytest.fixture

@@ -73,9 +73,11 @@ def read_log(stack: Stack, service: str) -> list[dict[str, Any]]:
     return records
 
 
-def start_attackable(factory: Callable[..., Stack], env: dict[str, dict[str, str]]) -> Attackable:
+def start_attackable(
+    factory: Callable[..., Stack], env: dict[str, dict[str, str]], *, session: bool = False
+) -> Attackable:
     merged = {**env, "api": {**TRUST_LOCAL_PROXY, **env.get("api", {})}}
-    stack = factory(env=merged)
+    stack = factory(env=merged, session=session)
     name, password = unique_name("admin"), "admin-" + secrets.token_urlsafe(18)
     create_admin(stack, name, password)
     return Attackable(stack, User("", name, f"{name}@example.com", password))

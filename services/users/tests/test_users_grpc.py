@@ -93,7 +93,9 @@ def start_stack(
     served = kv.client(kw.get("service_redis_url", redis_url))
     resources.callback(served.close)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    UsersServicer(db, PASSWORDS, served, prefix).register(server)
+    servicer = UsersServicer(db, PASSWORDS, served, prefix)
+    servicer.register(server)
+    resources.callback(servicer.close)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     resources.callback(server.stop, None)
@@ -575,7 +577,8 @@ def test_database_down_is_unavailable(redis_url: str) -> None:
     )
     redis_client = kv.client(redis_url)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    UsersServicer(db, PASSWORDS, redis_client, "unused:").register(server)
+    servicer = UsersServicer(db, PASSWORDS, redis_client, "unused:")
+    servicer.register(server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -591,5 +594,6 @@ def test_database_down_is_unavailable(redis_url: str) -> None:
                 assert status_of(call) == (CODE.UNAVAILABLE, "database unavailable")
     finally:
         server.stop(None)
+        servicer.close()
         db.dispose()
         redis_client.close()

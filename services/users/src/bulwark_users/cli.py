@@ -129,6 +129,7 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
         redis_client.ping()
 
     def stop() -> None:
+        servicer.close()
         db.dispose()
         redis_client.close()
 

@@ -25,6 +25,7 @@ class Outbox:
         self._redis = redis_client
         self._stream = events.user_events_key(prefix)
         self._lock = threading.Lock()  # one relay at a time keeps the stream in order
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def publish(self) -> int:
@@ -68,7 +69,7 @@ class Outbox:
         """Relay in the background for the life of the process (idempotent)."""
         if self._thread is not None:
             return
-        stop = threading.Event()
+        stop = self._stop
 
         def run() -> None:
             while not stop.wait(interval):
@@ -76,3 +77,9 @@ class Outbox:
 
         self._thread = threading.Thread(target=run, name="outbox", daemon=True)
         self._thread.start()
+
+    def stop(self) -> None:
+        """End the relay (what is still pending waits for the next start)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -122,6 +122,9 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
         self._outbox.start()  # relays what a crash or an outage left unpublished
         return [SERVICE_NAME]
 
+    def close(self) -> None:
+        self._outbox.stop()
+
     def _revoke(self, user_id: str) -> None:
         revocation.revoke_user_tokens(self._redis, self._prefix, user_id)
 

@@ -63,7 +63,7 @@ images: ## build the three service images (docker, else podman) and print their 
 base-image: ## build the local Python base (debootstrap) for when python:3.11-slim cannot be pulled
 	@bash deploy/images/images.sh base
 
-manifests: check-tools ## render deploy/k8s/ plain manifests from the chart
+manifests: check-tools ## copy deploy/vault into the chart, render deploy/k8s/ plain manifests from it
 	@bash deploy/k8s/render.sh
 
 clean: ## remove the local environment and data

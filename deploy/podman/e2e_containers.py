@@ -27,6 +27,7 @@ import yaml
 
 from bulwark_devstack import vault as devvault
 from bulwark_devstack.infra import (
+    drop_prefix,
     free_port,
     require_redis,
     temporary_database,
@@ -128,6 +129,16 @@ def as_pod(doc: dict[str, Any], login: dict[str, str], workdir: Path) -> dict[st
     }
 
 
+def replica(pod: dict[str, Any], n: int, port_env: str, port: int) -> dict[str, Any]:
+    """Replica n of a service pod: host network, so it listens on its own port."""
+    copy: dict[str, Any] = json.loads(json.dumps(pod))
+    copy["metadata"]["name"] = f"{pod['metadata']['name']}-{n}"
+    for c in copy["spec"]["containers"]:
+        c["env"] = [e for e in c["env"] if e["name"] != port_env]
+        c["env"].append({"name": port_env, "value": str(port)})
+    return copy
+
+
 def play(pod: dict[str, Any], workdir: Path) -> Path:
     path = workdir / f"{pod['metadata']['name']}.yaml"
     path.write_text(yaml.safe_dump(pod))
@@ -196,7 +207,9 @@ def main() -> int:
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # Explicitly: a shell starting us in the background would have left SIGINT ignored.
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     redis_url = os.environ.get("BULWARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     require_redis(redis_url)
     prefix = "e2ec" + secrets.token_hex(4)
@@ -221,11 +234,13 @@ def main() -> int:
             f"{prefix}:",
             workdir,
         )
+        stack.callback(drop_prefix, redis_url, f"{prefix}:")
         stack.callback(
             devvault.teardown, server.addr, server.root_token, prefix, databases, redis_url
         )
         timings["datastores + vault setup"] = time.monotonic() - mark
-        ports = {k: free_port() for k in ("api", "auth", "users", "auth-health", "users-health")}
+        names = ("api", "api-2", "auth", "users", "auth-health", "users-health")
+        ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)
         pods = {
             d["metadata"]["name"].removeprefix(f"{prefix}-"): as_pod(
@@ -244,19 +259,22 @@ def main() -> int:
         run_job(pods["rotate-keys"], workdir)
         timings["migrate + first keys (job pods)"] = time.monotonic() - mark
         mark = time.monotonic()
+        # A second api replica (same Redis, databases, Vault) for the cross-replica checks.
+        pods["api-2"] = replica(pods["api"], 2, "API_PORT", ports["api-2"])
         played = []
-        for svc in SERVICES:
-            path = play(pods[svc], workdir)
+        for name in (*SERVICES, "api-2"):
+            path = play(pods[name], workdir)
             stack.callback(podman, "kube", "down", str(path), check=False)
-            played.append(pods[svc])
+            played.append(pods[name])
         api_url = f"http://127.0.0.1:{ports['api']}"
         wait_ready(f"{api_url}/readyz", played)
+        wait_ready(f"http://127.0.0.1:{ports['api-2']}/readyz", played)
         timings["service pods ready"] = time.monotonic() - mark
         admin, password = create_admin(provisioned.env["users"], databases["users"])
         client = devvault.issue_certificate(devvault.VaultDeployment(server, provisioned), "api")
         for part in ("key_pem", "cert_pem", "ca_pem"):
             (workdir / f"client.{part}").write_bytes(getattr(client, part))
-        description = describe(api_url, ports, workdir, {s: pods[s] for s in SERVICES})
+        description = describe(api_url, ports, workdir, {s: pods[s] for s in (*SERVICES, "api-2")})
         mark = time.monotonic()
         env = {
             **os.environ,
@@ -265,7 +283,10 @@ def main() -> int:
             "BULWARK_E2E_ADMIN_PASSWORD": password,
             "BULWARK_CONTAINERS": str(description),
         }
-        args = sys.argv[1:] or ["tests/e2e", "deploy/podman/tests", "-q", "-x"]
+        # Command-line order: the replica checks before test_containers, whose last test
+        # stops the services.
+        checks = [f"deploy/podman/tests/{f}" for f in ("test_replicas.py", "test_containers.py")]
+        args = sys.argv[1:] or ["tests/e2e", *checks, "-q", "-x"]
         code = subprocess.run(
             [venv_script("pytest"), *args], cwd=ROOT, env=env, check=False
         ).returncode

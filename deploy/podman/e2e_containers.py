@@ -68,6 +68,8 @@ def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[
         "services.auth.healthPort": ports["auth-health"],
         "services.users.port": ports["users"],
         "services.users.healthPort": ports["users-health"],
+        # api's management port (where api has one): host network, so a free one.
+        "services.api.env.API_MANAGEMENT_PORT": ports["api-mgmt"],
     }
     sets |= {f"services.{svc}.database": db.rsplit("/", 1)[1] for svc, db in databases.items()}
     out = subprocess.run(
@@ -75,7 +77,7 @@ def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[
             str(ROOT / ".tools" / "bin" / "helm"), "template", "bulwark",
             str(ROOT / "deploy" / "helm" / "bulwark"), "--namespace", NAMESPACE,
             "--values", str(HERE / "values-podman.yaml"),
-            *(f"--set={k}={v}" for k, v in sets.items()),
+            *(f"--set{'-string' if '.env.' in k else ''}={k}={v}" for k, v in sets.items()),
         ],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -129,13 +131,13 @@ def as_pod(doc: dict[str, Any], login: dict[str, str], workdir: Path) -> dict[st
     }
 
 
-def replica(pod: dict[str, Any], n: int, port_env: str, port: int) -> dict[str, Any]:
-    """Replica n of a service pod: host network, so it listens on its own port."""
+def replica(pod: dict[str, Any], n: int, ports: dict[str, int]) -> dict[str, Any]:
+    """Replica n of a service pod: host network, so it listens on ports of its own."""
     copy: dict[str, Any] = json.loads(json.dumps(pod))
     copy["metadata"]["name"] = f"{pod['metadata']['name']}-{n}"
     for c in copy["spec"]["containers"]:
-        c["env"] = [e for e in c["env"] if e["name"] != port_env]
-        c["env"].append({"name": port_env, "value": str(port)})
+        c["env"] = [e for e in c["env"] if e["name"] not in ports]
+        c["env"] += [{"name": k, "value": str(v)} for k, v in ports.items()]
     return copy
 
 
@@ -239,7 +241,10 @@ def main() -> int:
             devvault.teardown, server.addr, server.root_token, prefix, databases, redis_url
         )
         timings["datastores + vault setup"] = time.monotonic() - mark
-        names = ("api", "api-2", "auth", "users", "auth-health", "users-health")
+        names = (
+            *("api", "api-2", "api-mgmt", "api-2-mgmt"),
+            *("auth", "users", "auth-health", "users-health"),
+        )
         ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)
         pods = {
@@ -260,7 +265,8 @@ def main() -> int:
         timings["migrate + first keys (job pods)"] = time.monotonic() - mark
         mark = time.monotonic()
         # A second api replica (same Redis, databases, Vault) for the cross-replica checks.
-        pods["api-2"] = replica(pods["api"], 2, "API_PORT", ports["api-2"])
+        replica_ports = {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
+        pods["api-2"] = replica(pods["api"], 2, replica_ports)
         played = []
         for name in (*SERVICES, "api-2"):
             path = play(pods[name], workdir)

@@ -5,7 +5,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PROTO_OUT := libs/common/src
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean admin check-tools images base-image manifests
+.PHONY: help uv sync dev test lint fmt proto proto-check bench fuzz clean admin check-tools images base-image manifests \
+  e2e-containers kind-up kind-load deploy e2e-kind kind-down kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,7 +64,28 @@ images: ## build the three service images (docker, else podman) and print their 
 base-image: ## build the local Python base (debootstrap) for when python:3.11-slim cannot be pulled
 	@bash deploy/images/images.sh base
 
-manifests: check-tools ## render deploy/k8s/ plain manifests from the chart
+e2e-containers: sync check-tools images ## the chart's pods under podman + e2e suite + container checks, then removed
+	@$(UV) run --frozen python deploy/podman/e2e_containers.py $(PYTEST_ARGS)
+
+kind-up: ## kind path: create the kind cluster (deploy/kind/kind.sh; needs kind >= v0.24, docker or podman)
+	@bash deploy/kind/kind.sh up
+
+kind-load: ## kind path: load the three images into the cluster
+	@bash deploy/kind/kind.sh load
+
+deploy: check-tools ## kind path: install the chart (values-kind + values-e2e), wait, create the e2e admin
+	@bash deploy/kind/kind.sh deploy
+
+e2e-kind: sync ## kind path: e2e suite through port-forward, then the cluster-only checks
+	@bash deploy/kind/kind.sh e2e
+
+kind-down: ## kind path: delete the cluster
+	@bash deploy/kind/kind.sh down
+
+kind: sync check-tools ## kind path, all of it: up, images, load, deploy, e2e, down
+	@bash deploy/kind/kind.sh all
+
+manifests: check-tools ## copy deploy/vault into the chart, render deploy/k8s/ plain manifests from it
 	@bash deploy/k8s/render.sh
 
 clean: ## remove the local environment and data

@@ -88,6 +88,24 @@ redis://{{ include "bulwark.fullname" . }}-redis:6379/0
 {{- end }}
 {{- end }}
 
+{{/* Redis host and port (a list), from the in-chart Redis or redis.url. */}}
+{{- define "bulwark.redisHostPort" -}}
+{{- $hostPort := splitList ":" (urlParse (include "bulwark.redisURL" .)).host -}}
+{{- if gt (len $hostPort) 1 }}{{ first $hostPort }} {{ last $hostPort }}{{ else }}{{ first $hostPort }} 6379{{ end }}
+{{- end }}
+
+{{/* Every Redis key of the deployment starts with this; Vault's ACL users are limited to it. */}}
+{{- define "bulwark.redisPrefix" -}}
+{{ .Values.vault.prefix }}:
+{{- end }}
+
+{{/* A service's database URL: (dict "root" $ "svc" $svc "userinfo" "")
+The services' URL has no credentials (they come from Vault with every connection);
+the Vault setup passes userinfo "{{username}}:{{password}}@" for its plugin. */}}
+{{- define "bulwark.databaseURL" -}}
+postgresql://{{ .userinfo }}{{ include "bulwark.postgresHost" .root }}:{{ int .root.Values.postgresql.port }}/{{ .svc.database }}
+{{- end }}
+
 {{/* Env every Bulwark process (services and their jobs) reads: (dict "root" $ "name" "auth") */}}
 {{- define "bulwark.commonEnv" -}}
 - name: BULWARK_ENV
@@ -111,11 +129,13 @@ redis://{{ include "bulwark.fullname" . }}-redis:6379/0
 - name: REDIS_URL
   value: {{ include "bulwark.redisURL" .root | quote }}
 - name: BULWARK_REDIS_PREFIX
-  value: {{ printf "%s:" .root.Values.vault.prefix | quote }}
+  value: {{ include "bulwark.redisPrefix" .root | quote }}
+- name: BULWARK_ISSUER
+  value: {{ .root.Values.issuer | quote }}
 - name: LOG_LEVEL
   value: {{ .root.Values.logLevel | quote }}
 - name: {{ upper .name }}_DATABASE_URL
-  value: {{ printf "postgresql://%s:%d/%s" (include "bulwark.postgresHost" .root) (int .root.Values.postgresql.port) .svc.database | quote }}
+  value: {{ include "bulwark.databaseURL" (dict "root" .root "svc" .svc "userinfo" "") | quote }}
 {{- with .root.Values.otlp.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
@@ -168,8 +188,7 @@ redis://{{ include "bulwark.fullname" . }}-redis:6379/0
 {{- define "bulwark.targetPort" -}}
 {{- $redisPort := 6379 -}}
 {{- if not .root.Values.dev.redis.enabled -}}
-{{- $hostPort := splitList ":" (urlParse .root.Values.redis.url).host -}}
-{{- if gt (len $hostPort) 1 }}{{ $redisPort = int (last $hostPort) }}{{ end -}}
+{{- $redisPort = int (last (splitList " " (include "bulwark.redisHostPort" .root))) -}}
 {{- end -}}
 {{- $ports := dict "postgresql" (int .root.Values.postgresql.port) "redis" $redisPort "vault" (int .root.Values.networkPolicy.vaultPort) "otlp" (int .root.Values.otlp.port) -}}
 {{- if and (eq .target "vault") .root.Values.dev.openbao.enabled }}8200{{ else if and (eq .target "postgresql") .root.Values.dev.postgresql.enabled }}5432{{ else }}{{ get $ports .target }}{{ end }}

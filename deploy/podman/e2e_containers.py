@@ -1,0 +1,323 @@
+"""`make e2e-containers`: the chart's pods under podman, the e2e suite and the container
+checks against them, then everything removed (also on failure or Ctrl-C).
+
+PostgreSQL, Redis and OpenBao are host processes: no registry is reachable here to pull their
+images, and the host ones are those every other suite uses (own databases, prefix and Vault
+per run). The service pods are the chart's rendered Deployments and Jobs (values-podman.yaml),
+played by `podman kube play` with two changes only, both forced by the missing cluster:
+host network (the datastores listen on loopback) and an AppRole login instead of a projected
+Kubernetes token (there is no TokenReview API to check one)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bulwark_devstack import vault as devvault
+from bulwark_devstack.infra import (
+    drop_prefix,
+    free_port,
+    require_redis,
+    temporary_database,
+    venv_script,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from private_postgres import private_postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+NAMESPACE = "bulwark"
+SERVICES = ("users", "auth", "api")
+PODMAN = [
+    "podman", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
+    "--runtime", str(HERE / "runc-rlimits"),
+]  # fmt: skip
+VAULT_LOGIN_DIR = "/var/run/secrets/vault"  # where the chart mounts the Vault login material
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*PODMAN, *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(
+            f"podman {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}"
+        )
+    return done
+
+
+def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[str, int]) -> Any:
+    sets = {
+        "vault.address": vault_addr,
+        "vault.prefix": prefix,
+        "fullnameOverride": prefix,  # pod names of this run only
+        "postgresql.port": next(iter(databases.values())).rsplit(":", 1)[1].split("/")[0],
+        "services.api.port": ports["api"],
+        "services.auth.port": ports["auth"],
+        "services.auth.healthPort": ports["auth-health"],
+        "services.users.port": ports["users"],
+        "services.users.healthPort": ports["users-health"],
+        # api's management port (where api has one): host network, so a free one.
+        "services.api.env.API_MANAGEMENT_PORT": ports["api-mgmt"],
+    }
+    sets |= {f"services.{svc}.database": db.rsplit("/", 1)[1] for svc, db in databases.items()}
+    out = subprocess.run(
+        [
+            str(ROOT / ".tools" / "bin" / "helm"), "template", "bulwark",
+            str(ROOT / "deploy" / "helm" / "bulwark"), "--namespace", NAMESPACE,
+            "--values", str(HERE / "values-podman.yaml"),
+            *(f"--set{'-string' if '.env.' in k else ''}={k}={v}" for k, v in sets.items()),
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def as_pod(doc: dict[str, Any], login: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """A rendered Deployment or Job as one Pod for `podman kube play`."""
+    spec = dict(doc["spec"]["template"]["spec"])
+    name = doc["metadata"]["name"]
+    spec["hostNetwork"] = True
+    spec["restartPolicy"] = "Never"
+    for key in ("serviceAccountName", "topologySpreadConstraints"):
+        spec.pop(key, None)
+    # The AppRole secret_id replaces the projected token, at the same path, readable by 10001.
+    secret_dir = workdir / "pods" / name
+    secret_dir.mkdir(parents=True)
+    secret = secret_dir / "secret-id"
+    secret.write_text(Path(login["BULWARK_VAULT_SECRET_ID_FILE"]).read_text())
+    for path, mode in ((secret, 0o400), (secret_dir, 0o500)):
+        os.chown(path, 10001, 10001)
+        path.chmod(mode)
+    spec["volumes"] = [
+        {"name": v["name"], "hostPath": {"path": str(secret_dir), "type": "Directory"}}
+        if v["name"] == "vault-token"
+        else v
+        for v in spec["volumes"]
+    ]
+    override = {
+        "BULWARK_VAULT_AUTH": "approle",
+        "BULWARK_VAULT_ROLE_ID": login["BULWARK_VAULT_ROLE_ID"],
+        "BULWARK_VAULT_SECRET_ID_FILE": f"{VAULT_LOGIN_DIR}/secret-id",
+    }
+    containers = []
+    for c in spec["containers"]:
+        env = [
+            e
+            for e in c["env"]
+            if e["name"] not in override and e["name"] != "BULWARK_VAULT_K8S_ROLE"
+        ]
+        env += [{"name": k, "value": v} for k, v in override.items()]
+        # Host network: the ports are the processes' own (podman refuses port mappings there).
+        containers.append({**{k: v for k, v in c.items() if k != "ports"}, "env": env})
+    spec["containers"] = containers
+    labels = doc["spec"]["template"]["metadata"]["labels"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+    }
+
+
+def replica(pod: dict[str, Any], n: int, ports: dict[str, int]) -> dict[str, Any]:
+    """Replica n of a service pod: host network, so it listens on ports of its own."""
+    copy: dict[str, Any] = json.loads(json.dumps(pod))
+    copy["metadata"]["name"] = f"{pod['metadata']['name']}-{n}"
+    for c in copy["spec"]["containers"]:
+        c["env"] = [e for e in c["env"] if e["name"] not in ports]
+        c["env"] += [{"name": k, "value": str(v)} for k, v in ports.items()]
+    return copy
+
+
+def play(pod: dict[str, Any], workdir: Path) -> Path:
+    path = workdir / f"{pod['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(pod))
+    podman("kube", "play", str(path))
+    return path
+
+
+def container(pod: dict[str, Any]) -> str:
+    return f"{pod['metadata']['name']}-{pod['spec']['containers'][0]['name']}"
+
+
+def run_job(pod: dict[str, Any], workdir: Path, timeout: float = 180) -> None:
+    path = play(pod, workdir)
+    try:
+        code = podman("wait", container(pod)).stdout.strip()
+        if code != "0":
+            logs = podman("logs", container(pod), check=False)
+            raise RuntimeError(
+                f"{pod['metadata']['name']} exited {code}:\n{logs.stdout}{logs.stderr}"
+            )
+    finally:
+        podman("kube", "down", str(path), check=False)
+
+
+def wait_ready(url: str, pods: list[dict[str, Any]], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            logs = "".join(podman("logs", container(p), check=False).stderr[-3000:] for p in pods)
+            raise RuntimeError(f"api not ready at {url} within {timeout:.0f}s:\n{logs}")
+        time.sleep(0.5)
+
+
+def create_admin(users_env: dict[str, str], database: str) -> tuple[str, str]:
+    """`bulwark-users create-admin` with users' own Vault identity (the password on stdin)."""
+    admin, password = "e2e-admin", "admin-" + secrets.token_urlsafe(18)
+    env = {**os.environ, **users_env, "USERS_DATABASE_URL": devvault.bare_url(database)}
+    subprocess.run(
+        [venv_script("bulwark-users"), "create-admin", "--username", admin,
+         "--email", f"{admin}@example.com"],
+        input=password + "\n", text=True, check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    return admin, password
+
+
+def describe(api_url: str, ports: dict[str, int], workdir: Path, pods: dict[str, Any]) -> Path:
+    """What the container checks need to find the running pods (BULWARK_CONTAINERS)."""
+    path = workdir / "pods.json"
+    described = {
+        name: {"container": container(p), "grace": p["spec"]["terminationGracePeriodSeconds"]}
+        for name, p in pods.items()
+    }
+    path.write_text(
+        json.dumps(
+            {"api_url": api_url, "ports": ports, "tls_dir": str(workdir), "podman": PODMAN,
+             "pods": described}
+        )
+    )  # fmt: skip
+    return path
+
+
+def main() -> int:
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Explicitly: a shell starting us in the background would have left SIGINT ignored.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    redis_url = os.environ.get("BULWARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    require_redis(redis_url)
+    prefix = "e2ec" + secrets.token_hex(4)
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bulwark-e2ec-")))
+        workdir.chmod(0o755)  # the pods' uid 10001 reaches its secret dirs through it
+        admin_url = stack.enter_context(private_postgres(workdir))
+        databases = {
+            svc: stack.enter_context(temporary_database(admin_url, f"{prefix}_{svc}"))
+            for svc in SERVICES
+        }
+        server = stack.enter_context(devvault.dev_server(workdir / "bao"))
+        provisioned = devvault.provision(
+            server.addr,
+            server.root_token,
+            prefix,
+            NAMESPACE,
+            databases,
+            redis_url,
+            f"{prefix}:",
+            workdir,
+        )
+        stack.callback(drop_prefix, redis_url, f"{prefix}:")
+        stack.callback(
+            devvault.teardown, server.addr, server.root_token, prefix, databases, redis_url
+        )
+        timings["datastores + vault setup"] = time.monotonic() - mark
+        names = (
+            *("api", "api-2", "api-mgmt", "api-2-mgmt"),
+            *("auth", "users", "auth-health", "users-health"),
+        )
+        ports = {k: free_port() for k in names}
+        docs = render(prefix, server.addr, databases, ports)
+        pods = {
+            d["metadata"]["name"].removeprefix(f"{prefix}-"): as_pod(
+                d,
+                provisioned.env[
+                    "auth-keys" if d["metadata"]["name"].endswith("rotate-keys") else _svc(d)
+                ],
+                workdir,
+            )
+            for d in docs
+            if d["kind"] in ("Deployment", "Job")
+        }
+        mark = time.monotonic()
+        for svc in SERVICES:
+            run_job(pods[f"migrate-{svc}"], workdir)
+        run_job(pods["rotate-keys"], workdir)
+        timings["migrate + first keys (job pods)"] = time.monotonic() - mark
+        mark = time.monotonic()
+        # A second api replica (same Redis, databases, Vault) for the cross-replica checks.
+        replica_ports = {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
+        pods["api-2"] = replica(pods["api"], 2, replica_ports)
+        played = []
+        for name in (*SERVICES, "api-2"):
+            path = play(pods[name], workdir)
+            stack.callback(podman, "kube", "down", str(path), check=False)
+            played.append(pods[name])
+        api_url = f"http://127.0.0.1:{ports['api']}"
+        wait_ready(f"{api_url}/readyz", played)
+        wait_ready(f"http://127.0.0.1:{ports['api-2']}/readyz", played)
+        timings["service pods ready"] = time.monotonic() - mark
+        admin, password = create_admin(provisioned.env["users"], databases["users"])
+        client = devvault.issue_certificate(devvault.VaultDeployment(server, provisioned), "api")
+        for part in ("key_pem", "cert_pem", "ca_pem"):
+            (workdir / f"client.{part}").write_bytes(getattr(client, part))
+        description = describe(api_url, ports, workdir, {s: pods[s] for s in (*SERVICES, "api-2")})
+        mark = time.monotonic()
+        env = {
+            **os.environ,
+            "BULWARK_E2E_URL": api_url,
+            "BULWARK_E2E_ADMIN_USERNAME": admin,
+            "BULWARK_E2E_ADMIN_PASSWORD": password,
+            "BULWARK_CONTAINERS": str(description),
+        }
+        # Command-line order: the replica checks before test_containers, whose last test
+        # stops the services.
+        checks = [f"deploy/podman/tests/{f}" for f in ("test_replicas.py", "test_containers.py")]
+        args = sys.argv[1:] or ["tests/e2e", *checks, "-q", "-x"]
+        code = subprocess.run(
+            [venv_script("pytest"), *args], cwd=ROOT, env=env, check=False
+        ).returncode
+        timings["e2e suite + container checks"] = time.monotonic() - mark
+    for phase, seconds in timings.items():
+        print(f"e2e-containers: {phase}: {seconds:.1f}s")
+    # Pods (with their infra containers) and containers of this run: none may be left.
+    pods_left = podman("pod", "ps", "--filter", f"name=^{prefix}-", "--format", "{{.Name}}")
+    left = (
+        pods_left.stdout.split()
+        + podman(
+            "ps", "-a", "--filter", f"name=^{prefix}-", "--format", "{{.Names}}"
+        ).stdout.split()
+    )
+    if left:
+        print(f"e2e-containers: containers left behind: {left}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _svc(doc: dict[str, Any]) -> str:
+    return str(
+        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    ).removeprefix("migrate-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Two api replicas share their state through Redis and auth (`make e2e-containers` starts
+the second one on its own port): revocation, per-IP limits and refresh rotation hold across
+them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
+
+
+@pytest.fixture(scope="module")
+def replicas() -> list[str]:
+    path = os.environ.get("BULWARK_CONTAINERS")
+    if not path:
+        pytest.fail("run these through `make e2e-containers` (it starts the pods)", pytrace=False)
+    ports = json.loads(Path(path).read_text())["ports"]
+    return [f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['api-2']}"]
+
+
+@pytest.fixture
+def clients(replicas: list[str]) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """One client per replica, both speaking from the same client address."""
+    headers = {"X-Forwarded-For": random_ip()}
+    with (
+        httpx.Client(base_url=replicas[0], timeout=10, headers=headers) as one,
+        httpx.Client(base_url=replicas[1], timeout=10, headers=headers) as two,
+    ):
+        yield one, two
+
+
+def _tokens(http: httpx.Client) -> dict[str, str]:
+    name, password = unique_name(), strong_password()
+    r = http.post(
+        "/v1/users", json={"username": name, "email": f"{name}@example.com", "password": password}
+    )
+    assert r.status_code == 201, r.text
+    r = http.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": name, "password": password}
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _within(seconds: float, predicate: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_revocation_through_one_replica_is_honoured_by_the_other_within_a_second(
+    clients: tuple[httpx.Client, httpx.Client],
+) -> None:
+    one, two = clients
+    token = _tokens(one)["access_token"]
+    assert two.get("/v1/users/me", headers=bearer(token)).status_code == 200
+    revoke = {"token": token, "token_type_hint": "access_token"}
+    assert one.post("/v1/auth/revoke", data=revoke).status_code == 200
+    assert _within(1.0, lambda: two.get("/v1/users/me", headers=bearer(token)).status_code == 401)
+
+
+def test_per_ip_rate_limit_counts_across_replicas(
+    clients: tuple[httpx.Client, httpx.Client],
+) -> None:
+    """The token endpoint allows 30/minute per client address: alternating replicas, the
+    31st attempt is refused, which neither replica alone would do before its own 31st."""
+    statuses = []
+    for i in range(40):
+        r = clients[i % 2].post("/v1/auth/token", data={"grant_type": "password"})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert len(statuses) <= 31, f"limit reached only after {len(statuses)} calls"
+    assert "ratelimit-limit" in r.headers
+
+
+def test_refresh_rotated_through_one_replica_is_spent_for_the_other(
+    clients: tuple[httpx.Client, httpx.Client],
+) -> None:
+    one, two = clients
+    first = _tokens(one)["refresh_token"]
+    grant = {"grant_type": "refresh_token"}
+    r = one.post("/v1/auth/token", data={**grant, "refresh_token": first})
+    assert r.status_code == 200, r.text
+    second = r.json()["refresh_token"]
+    r = two.post("/v1/auth/token", data={**grant, "refresh_token": first})
+    assert r.json() == {"error": "invalid_grant"}
+    # Reuse revoked the family on both replicas.
+    r = one.post("/v1/auth/token", data={**grant, "refresh_token": second})
+    assert r.json() == {"error": "invalid_grant"}

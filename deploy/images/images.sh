@@ -2,7 +2,7 @@
 # `images.sh base`: assemble the local Python base (debootstrap) for machines that cannot
 # pull the official one. `images.sh build`: build the three service images, then print each
 # size against the budget. docker when its engine answers, else podman (flags for this
-# machine's podman 4.3 + runc as root: see docs/deploy.md).
+# machine's podman 4.3 + runc as root: see README.md ("Deploy")).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -12,7 +12,7 @@ OFFICIAL_BASE=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
 LOCAL_ROOTFS=localhost/debian:bookworm-minbase
 LOCAL_BASE=localhost/bulwark-python:3.11-bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-BUDGET_MB=${IMAGE_BUDGET_MB:-350}  # per image; docs/deploy.md says why this number
+BUDGET_MB=${IMAGE_BUDGET_MB:-350}  # per image; README.md ("Deploy") says why this number
 CABUNDLE=${CABUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 if docker info >/dev/null 2>&1; then

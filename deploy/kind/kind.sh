@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kind path (docs/deploy.md): `kind.sh up|load|deploy|e2e|down|all`, also as
+# The kind path (README.md ("Deploy")): `kind.sh up|load|deploy|e2e|down|all`, also as
 # `make kind-up images kind-load deploy e2e-kind kind-down` (or `make kind`). Needs kind
 # (>= v0.24.0: kindnet enforces NetworkPolicies), kubectl, and docker or podman.
 set -euo pipefail

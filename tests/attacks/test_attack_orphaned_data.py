@@ -13,6 +13,7 @@ import httpx
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
 from bulwark_devstack.target import Attackable, User
 from bulwark_devstack.testkit import bearer
+from bulwark_devstack.vault import issue_certificate
 
 
 def _with_items(target: Attackable, http: httpx.Client) -> User:
@@ -53,10 +54,21 @@ def test_orphaned_data_survives_api_being_down(own_stack: Callable[..., Attackab
     stack = target.stack
     with target.client() as http:
         owner = _with_items(target, http)
+        admin_token = target.login(target.admin, http)["access_token"]
     stack.stop("api")  # down (or crashed) while the user is deleted in users
-    with grpc.insecure_channel(f"127.0.0.1:{stack.config.users_port}") as channel:
+    # What api would send: its own identity over mTLS and the admin's token.
+    assert stack.config.vault is not None
+    me = issue_certificate(stack.config.vault, "api")
+    creds = grpc.ssl_channel_credentials(me.ca_pem, me.key_pem, me.cert_pem)
+    with grpc.secure_channel(
+        f"127.0.0.1:{stack.config.users_port}",
+        creds,
+        options=[("grpc.ssl_target_name_override", "users")],
+    ) as channel:
         users_pb2_grpc.UsersServiceStub(channel).DeleteUser(
-            users_pb2.DeleteUserRequest(id=owner.id, actor_id="attack-suite"), timeout=10
+            users_pb2.DeleteUserRequest(id=owner.id, actor_id="attack-suite"),
+            timeout=10,
+            metadata=[("authorization", f"Bearer {admin_token}")],
         )
     stack.start("api")
     stack.wait_ready(timeout=60)

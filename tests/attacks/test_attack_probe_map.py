@@ -12,7 +12,7 @@ import httpx
 
 from bulwark_devstack.target import Attackable
 
-NAMES = ("auth", "users", "database", "redis")
+NAMES = ("auth", "users", "database", "redis", "vault")
 
 
 def test_probe_map_public_readyz_names_nothing(target: Attackable) -> None:

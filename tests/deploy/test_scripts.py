@@ -4,13 +4,14 @@ image) are at least syntax- and lint-checked, and the workflow names existing ta
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from bulwark_devstack import infra
 
 sys.path.insert(0, str(Path(__file__).parent))
 from deploykit import ROOT
@@ -28,9 +29,10 @@ def test_script_parses_and_is_shellcheck_clean(script: Path) -> None:
     shell = "sh" if script.read_text().startswith("#!/bin/sh") else "bash"
     done = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.fail("shellcheck is not installed: apt-get install shellcheck", pytrace=False)
+    try:
+        shellcheck = infra.check_tool("shellcheck")
+    except infra.MissingDependency as exc:
+        pytest.fail(str(exc), pytrace=False)
     done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from typing import Any
 
 import hvac
 import pytest
 
+from bulwark_devstack import infra
 from bulwark_devstack import vault as devvault
 from bulwark_devstack.vault_testing import VaultStack
 
@@ -45,9 +45,10 @@ def test_setup_twice_changes_nothing(vault_stack: VaultStack) -> None:
 
 
 def test_setup_is_posix_sh() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.fail("shellcheck is not installed: apt-get install shellcheck", pytrace=False)
+    try:
+        shellcheck = infra.check_tool("shellcheck")
+    except infra.MissingDependency as exc:
+        pytest.fail(str(exc), pytrace=False)
     done = subprocess.run(
         [shellcheck, "-s", "sh", str(devvault.DEPLOY / "setup.sh")],
         capture_output=True,

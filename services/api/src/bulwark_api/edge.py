@@ -10,18 +10,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bulwark_api.docs import DOCS_CSP
 from bulwark_api.problems import PROBLEM_JSON, trace_id
 
 log = logging.getLogger("bulwark.api")
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The Swagger UI page loads its script and styles from a CDN and runs inline code.
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-    "frame-ancestors 'none'"
-)
 
 
 class BodyTooLarge(Exception):
@@ -45,7 +39,8 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = (DOCS_CSP if path == "/docs" else STRICT_CSP).encode()
+        docs = path == "/docs" or path.startswith("/docs/")
+        csp = (DOCS_CSP if docs else STRICT_CSP).encode()
         started = False
 
         async def send_with_headers(message: Message) -> None:

@@ -68,6 +68,15 @@ class OAuthError(Exception):
         self.status = status
 
 
+def oauth_error_response(exc: OAuthError) -> JSONResponse:
+    body = {"error": exc.error}
+    if exc.description:
+        body["error_description"] = exc.description
+    return JSONResponse(
+        body, status_code=exc.status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
 def problem_response(
     status: int,
     detail: str | None = None,
@@ -140,14 +149,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OAuthError)
     async def _oauth(_: Request, exc: OAuthError) -> JSONResponse:
-        body = {"error": exc.error}
-        if exc.description:
-            body["error_description"] = exc.description
-        return JSONResponse(
-            body,
-            status_code=exc.status,
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-        )
+        return oauth_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -84,7 +84,8 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
-    refresh_token: str
+    # Absent in a browser session (it is in the cookie).
+    refresh_token: str | None = None
     scope: str
 
 

@@ -30,6 +30,8 @@ class ApiSettings(ServiceSettings):
     # None: on in dev, off in production.
     docs_enabled: bool | None = None
     cors_origins: list[str] = []
+    # Lifetime of the browser-session refresh cookie: match AUTH_REFRESH_TOKEN_TTL_SECONDS.
+    session_cookie_max_age_seconds: int = Field(30 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     # Peers whose X-Forwarded-For we believe (the ingress); nobody by default.
     trusted_proxies: list[IPv4Network | IPv6Network] = []
     # Per-address limits count an IPv6 client by this prefix: a host usually owns a /64.

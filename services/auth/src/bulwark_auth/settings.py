@@ -30,7 +30,8 @@ class AuthSettings(ServiceSettings):
     )
     audience: str = Field("bulwark-api", validation_alias=env("AUTH_AUDIENCE", "BULWARK_AUDIENCE"))
     # Short-lived: revocation of access tokens relies on api's Redis deny-list meanwhile.
-    access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
+    # Down to 5 s so tests can watch a token expire (the browser-session refresh test).
+    access_token_ttl_seconds: int = Field(900, ge=5, le=3600)
     # At most 30 days: the per-user revocation marker in Redis lives 31 (revocation.py).
     refresh_token_ttl_seconds: int = Field(30 * DAY, ge=60, le=30 * DAY)
     # None: <data_dir>/auth-keys. Only without Vault (dev); with Vault keys live in KV.

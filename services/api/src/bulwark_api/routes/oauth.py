@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Depends, Form, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import JSONResponse
 
 from bulwark.auth.v1 import auth_pb2
+from bulwark_api import sessions
 from bulwark_api.deps import (
     BackendsDep,
     ClientBucket,
@@ -17,7 +18,12 @@ from bulwark_api.deps import (
     enforce_rate,
     limit_anonymous,
 )
-from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
+from bulwark_api.problems import (
+    PROBLEM_RESPONSE,
+    OAuthError,
+    oauth_error_response,
+    problem_responses,
+)
 from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut, storable
 from bulwark_common.scopes import SCOPES
 
@@ -26,6 +32,7 @@ router = APIRouter(tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
+    403: {"model": OAuthErrorOut, "description": "Browser request refused (origin, CSRF)"},
     429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
     503: {**PROBLEM_RESPONSE, "description": "auth or users is unavailable"},
     413: {**PROBLEM_RESPONSE, "description": "Request body too large"},
@@ -61,9 +68,12 @@ def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
     response_model=TokenOut,
     responses=OAUTH_ERRORS,
     summary="Issue tokens: password grant or refresh-token grant (rotated on every use)",
+    description="With the header `X-Bulwark-Session: cookie` (browser apps): the refresh "
+    "token is set in an HttpOnly `__Host-` cookie and read from it, never in the body.",
     dependencies=[Depends(_rate_limit_token)],
 )
 async def token(
+    request: Request,
     backends: BackendsDep,
     ip: ClientIP,
     grant_type: Field = None,
@@ -71,10 +81,15 @@ async def token(
     password: Field = None,
     scope: Field = None,
     refresh_token: Field = None,
-) -> JSONResponse:
+) -> Response:
     # Every field is optional in the schema so that a missing one is an OAuth2
     # invalid_request, not a generic 422.
     _storable_or_invalid(grant_type, username, password, scope, refresh_token)
+    cookie_mode = sessions.guard_browser(request)
+    if grant_type == "refresh_token" and cookie_mode:
+        refresh_token = sessions.session_refresh_token(request)
+    elif grant_type == "refresh_token" and not refresh_token:
+        sessions.refuse_unheadered_cookie(request)
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
     try:
@@ -97,15 +112,27 @@ async def token(
         else:
             raise OAuthError("unsupported_grant_type")
     except grpc.aio.AioRpcError as exc:
-        raise _oauth_rpc_error(exc) from None
+        error = _oauth_rpc_error(exc)
+        if cookie_mode and isinstance(error, OAuthError) and error.error == "invalid_grant":
+            return _end_session(oauth_error_response(error))
+        raise error from None
     body = TokenOut(
         access_token=reply.access_token,
         token_type="Bearer",  # noqa: S106
         expires_in=reply.expires_in,
-        refresh_token=reply.refresh_token,
+        refresh_token=None if cookie_mode else reply.refresh_token,
         scope=reply.scope,
     )
-    return JSONResponse(body.model_dump(), headers=NO_STORE)
+    answer = JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
+    if cookie_mode:
+        sessions.set_refresh_cookie(answer, reply.refresh_token, backends.settings)
+    return answer
+
+
+def _end_session(answer: Response) -> Response:
+    # A refused session cookie (expired, reused, revoked) is of no further use: drop it.
+    sessions.clear_refresh_cookie(answer)
+    return answer
 
 
 @router.post(
@@ -117,12 +144,14 @@ async def token(
     dependencies=[Depends(_rate_limit_token)],
 )
 async def revoke(
+    request: Request,
     backends: BackendsDep,
     ip: ClientIP,
     token: Field = None,
     token_type_hint: Field = None,
 ) -> Response:
     _storable_or_invalid(token, token_type_hint)
+    sessions.guard_browser(request)  # browsers from other origins: refused
     if not token:
         raise OAuthError("invalid_request", "token is required")
     try:

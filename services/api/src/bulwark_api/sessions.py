@@ -1,0 +1,99 @@
+"""Browser sessions: the refresh token lives in an HttpOnly cookie, never in script's reach.
+
+A client asks for this mode with the header `X-Bulwark-Session: cookie` on the token,
+revoke and logout endpoints; without it nothing here is used (programmatic clients keep
+getting the refresh token in the body, and the cookie is never read).
+
+CSRF defence on every request that uses the cookie (docs/browser-sessions.md):
+- the custom header itself: a cross-site HTML form cannot set a header, and a cross-origin
+  fetch that sets one needs a CORS preflight, which only API_CORS_ORIGINS pass;
+- an `Origin` check: it must be present and be one of API_CORS_ORIGINS or api's own origin
+  (API_ISSUER). A form post from a same-site page that is not on the list is refused here.
+A custom header rather than a double-submit token: an SPA on another origin cannot read a
+cookie of api's origin to echo it, and a header needs no extra state."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import Request, Response
+
+from bulwark_api.problems import OAuthError
+from bulwark_api.settings import ApiSettings
+
+SESSION_HEADER = "X-Bulwark-Session"
+SESSION_MODE = "cookie"
+# `__Host-`: Secure, no Domain (this host only) and Path=/ are enforced by the browser. The
+# prefix forbids a narrower Path, so the cookie travels with every request to api, but only
+# the token, revoke and logout endpoints ever read it (and only with SESSION_HEADER).
+REFRESH_COOKIE = "__Host-bulwark-refresh"
+
+
+def wants_cookie(request: Request) -> bool:
+    return request.headers.get(SESSION_HEADER, "").strip().lower() == SESSION_MODE
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def allowed_origins(settings: ApiSettings) -> frozenset[str]:
+    return frozenset(_origin_of(o) for o in [*settings.cors_origins, settings.issuer] if "://" in o)
+
+
+def _origin_ok(request: Request, origin: str) -> bool:
+    settings: ApiSettings = request.app.state.settings
+    if _origin_of(origin) in allowed_origins(settings):
+        return True
+    # Same-origin (a page served by api itself, e.g. /docs, reached under any host name).
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+def guard_browser(request: Request) -> bool:
+    """On the token, revoke and logout endpoints: refuse (403) any browser request from an
+    origin not allowed, and check a cookie session's CSRF defence. True in cookie mode."""
+    origin = request.headers.get("origin")
+    if origin is not None and not _origin_ok(request, origin):
+        raise OAuthError("invalid_request", "requests from this origin are not allowed", 403)
+    if not wants_cookie(request):
+        return False
+    if origin is None:
+        raise OAuthError("invalid_request", "a cookie session needs an Origin header", 403)
+    return True
+
+
+def refuse_unheadered_cookie(request: Request) -> None:
+    """A request that carries the session cookie but not the session header, and no token
+    of its own, is what a cross-site form post riding on the cookie looks like: 403."""
+    if REFRESH_COOKIE in request.cookies:
+        raise OAuthError(
+            "invalid_request",
+            f"a cookie session needs the header {SESSION_HEADER}: {SESSION_MODE}",
+            status=403,
+        )
+
+
+def session_refresh_token(request: Request) -> str:
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise OAuthError("invalid_grant", "no session cookie: log in again")
+    return token
+
+
+def set_refresh_cookie(response: Response, token: str, settings: ApiSettings) -> None:
+    # SameSite=Strict: the cookie is only needed by the app's own fetches, never on a
+    # navigation arriving from another site (docs/browser-sessions.md).
+    response.set_cookie(
+        REFRESH_COOKIE,
+        token,
+        max_age=settings.session_cookie_max_age_seconds,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_refresh_cookie(response: Response) -> None:
+    response.delete_cookie(REFRESH_COOKIE, path="/", secure=True, httponly=True, samesite="strict")

@@ -20,7 +20,14 @@ def test_docs_are_on_in_dev_and_off_in_production() -> None:
     assert dev.get("/openapi.json").status_code == 200
     docs = dev.get("/docs")
     assert docs.status_code == 200
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    csp = docs.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "https:" not in csp and "unsafe" not in csp
+    assert 'src="docs/assets/swagger-ui-bundle.js"' in docs.text
+    bundle = dev.get("/docs/assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text
+    assert bundle.headers["content-security-policy"] == csp
+    assert dev.get("/docs/assets/..%2Fdocs.py").status_code == 404
+    assert dev.get("/docs/assets/redoc.standalone.js").status_code == 404
     prod = TestClient(app_with(environment="production"))
     assert prod.get("/openapi.json").status_code == 404
     assert prod.get("/docs").status_code == 404

@@ -70,7 +70,11 @@ class HealthMonitor:
                 failing.append(name)
                 log.debug("health check %s failed: %s", name, type(exc).__name__)
         if failing != self.failing:
-            log.warning("health: %s", f"failing {failing}" if failing else "all checks pass")
+            # Failing is worth a warning; recovering (and the first pass at start) is news.
+            if failing:
+                log.warning("health: failing %s", failing)
+            else:
+                log.info("health: all checks pass")
         self.failing = failing
         self._publish(NOT_SERVING if failing else SERVING)
         return failing

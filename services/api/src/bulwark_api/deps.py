@@ -139,7 +139,13 @@ def require_scope(scope: str) -> Any:
 
     async def check(claims: CurrentClaims) -> Claims:
         if scope not in claims.scopes:
-            raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)
+            raise Problem(
+                403,
+                f"the access token lacks the scope {scope}",
+                scope=scope,
+                # RFC 6750 3.1: say which scope would do.
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            )
         return claims
 
     return Security(check, scopes=[scope])

@@ -8,18 +8,23 @@ import json
 import logging
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulwark_api.docs import DOCS_CSP
-from bulwark_api.problems import PROBLEM_JSON, trace_id
+from bulwark_api.problems import PROBLEM_JSON, status_title, trace_id
 
 log = logging.getLogger("bulwark.api")
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI passes it through while reading a body (any other error
+    there becomes a 400) and the problem handler answers 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
 
 
 class EdgeMiddleware:
@@ -89,12 +94,10 @@ class EdgeMiddleware:
 
     @staticmethod
     async def _problem(send: Send, status: int, detail: str, **extra: Any) -> None:
-        from http import HTTPStatus
-
         body = json.dumps(
             {
                 "type": "about:blank",
-                "title": HTTPStatus(status).phrase,
+                "title": status_title(status),
                 "status": status,
                 "detail": detail,
                 **extra,

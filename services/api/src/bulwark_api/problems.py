@@ -31,6 +31,15 @@ PROBLEM_RESPONSE: dict[str, Any] = {
 }
 
 
+# RFC 9110 names where Python's HTTPStatus still has the RFC 7231 ones, so one status always
+# carries one title, whichever code path answers.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content", 416: "Range Not Satisfiable"}
+
+
+def status_title(status: int) -> str:
+    return _TITLES.get(status) or HTTPStatus(status).phrase
+
+
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for routes that may answer these statuses with problem details."""
     return {code: PROBLEM_RESPONSE for code in codes}
@@ -52,7 +61,7 @@ class Problem(Exception):
         super().__init__(detail or title)
         self.status = status
         self.detail = detail
-        self.title = title or HTTPStatus(status).phrase
+        self.title = title or status_title(status)
         self.type = type_
         self.headers = headers or {}
         self.extra = extra
@@ -87,7 +96,7 @@ def problem_response(
     instance: str | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title or HTTPStatus(status).phrase}
+    body: dict[str, Any] = {"type": type_, "title": title or status_title(status)}
     body["status"] = status
     if detail:
         body["detail"] = detail
@@ -167,23 +176,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Echo where and why, never the rejected value (it may be a password).
-        errors = [
-            {
-                "loc": [str(p) for p in e.get("loc", ())],
-                "msg": e.get("msg", ""),
-                "type": e.get("type", ""),
-            }
-            for e in exc.errors()
-        ]
-        fields = ", ".join(".".join(e["loc"][1:] or e["loc"]) for e in errors)
-        return problem_response(
-            422,
-            f"invalid request: {fields}" if fields else "invalid request",
-            title="Unprocessable Content",
-            instance=request.url.path,
-            errors=errors,
-        )
+        return invalid_request(request, exc)
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
@@ -235,3 +228,65 @@ def _internal(request: Request, exc: BaseException) -> JSONResponse:
         instance=request.url.path,
         correlation_id=tid,
     )
+
+
+def _is_json(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming where and why; 415 for a body that is not JSON; malformed JSON explained.
+    Never echoes the rejected value (it may be a password)."""
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        why = next(e for e in raw if e.get("type") == "json_invalid")
+        # 422 as for any body api cannot use; the detail says what is wrong and where.
+        detail = f"malformed JSON body: {_json_error(why, exc.body)}"
+        return problem_response(
+            422,
+            detail,
+            instance=request.url.path,
+            errors=[{"loc": ["body"], "msg": detail, "type": "json_invalid"}],
+        )
+    content_type = request.headers.get("content-type")
+    body_given = any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in raw
+    )
+    if body_given and not _is_json(content_type):
+        return problem_response(
+            415,
+            f"send the body as application/json (got {content_type or 'no Content-Type'})",
+            headers={"Accept-Patch": "application/json"} if request.method == "PATCH" else {},
+            instance=request.url.path,
+        )
+    errors = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in raw
+    ]
+    fields = ", ".join(".".join(e["loc"][1:] or e["loc"]) for e in errors)
+    return problem_response(
+        422,
+        f"invalid request: {fields}" if fields else "invalid request",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+def _json_error(error: Any, document: Any) -> str:
+    """`Expecting ',' delimiter at line 1, column 13` rather than a bare character offset."""
+    reason = str((error.get("ctx") or {}).get("error") or "not valid JSON")
+    loc = error.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if pos is None or not isinstance(document, str | bytes):
+        return reason
+    text = document.decode(errors="replace") if isinstance(document, bytes) else document
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"{reason} at line {line}, column {column}"

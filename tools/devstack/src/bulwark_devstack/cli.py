@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,8 +146,10 @@ def run(
     # A stopped service stays stopped (so /readyz can be watched turning 503) until SIGHUP.
     signal.signal(signal.SIGHUP, lambda *_: restart.set())
     try:
-        print("applying migrations ...", flush=True)
+        print("applying migrations (the three services side by side) ...", flush=True)
+        began = time.monotonic()
         stack.migrate()
+        print(f"migrations up to date ({time.monotonic() - began:.1f} s)", flush=True)
         stack.start_all()
         stack.wait_ready(timeout=60)
         pids = ", ".join(f"{name} {p.pid}" for name, p in stack.procs.items())

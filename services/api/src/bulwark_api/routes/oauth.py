@@ -181,12 +181,20 @@ async def jwks(backends: BackendsDep) -> dict[str, Any]:
 
 
 @router.get(
+    "/.well-known/oauth-authorization-server",
+    responses=problem_responses(429),
+    summary="Authorization server metadata (RFC 8414)",
+    dependencies=[Depends(limit_anonymous)],
+)
+@router.get(
     "/.well-known/openid-configuration",
     responses=problem_responses(429),
-    summary="Authorization server metadata (RFC 8414 fields)",
+    summary="The same metadata where OpenID-style clients look for it (no ID tokens are issued)",
     dependencies=[Depends(limit_anonymous)],
 )
 async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
+    # Only what is true: no authorization endpoint (so no response types) and no ID tokens
+    # (so none of OpenID Connect's id_token / subject-type fields).
     issuer = backends.settings.issuer.rstrip("/")
     return {
         "issuer": backends.settings.issuer,
@@ -194,10 +202,7 @@ async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}/v1/auth/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": sorted(SCOPES),
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "subject_types_supported": ["public"],
     }

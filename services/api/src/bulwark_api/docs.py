@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 
-from bulwark_api.problems import Problem
+from bulwark_api.problems import PROBLEM_JSON, Problem
 
 # The docs page and its assets: scripts, styles and images from api only, no inline script,
 # XHR to api only (the spec, the token endpoint, "Try it out").
@@ -46,6 +46,7 @@ PAGE = """<!doctype html>
 </html>
 """
 
+PROBLEM_REF = "#/components/schemas/ProblemOut"
 # Any bearer token: an access token, or an API key (`bwk_…`) pasted in "Authorize".
 BEARER_SCHEME = "bearerAuth"
 
@@ -68,7 +69,8 @@ async def asset(name: str) -> FileResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Mount /docs and offer a plain bearer scheme beside OAuth2 on every protected route."""
+    """Mount /docs, and complete the OpenAPI document: a plain bearer scheme beside OAuth2 on
+    every protected route, and the 415 of every JSON body."""
     app.include_router(router)
 
     def openapi() -> dict[str, Any]:
@@ -80,6 +82,7 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
             )
             with_bearer(schema)
+            with_media_type_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -98,3 +101,20 @@ def with_bearer(schema: dict[str, Any]) -> None:
             security = op.get("security") if isinstance(op, dict) else None
             if security and not any(BEARER_SCHEME in s for s in security):
                 op["security"] = [*security, {BEARER_SCHEME: []}]
+
+
+def with_media_type_errors(schema: dict[str, Any]) -> None:
+    """Every operation taking a JSON body may answer 415 (problems.invalid_request)."""
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            if not isinstance(op, dict):
+                continue
+            body = op.get("requestBody", {}).get("content", {})
+            if "application/json" in body:
+                op.setdefault("responses", {}).setdefault(
+                    "415",
+                    {
+                        "description": "The body is not application/json",
+                        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+                    },
+                )

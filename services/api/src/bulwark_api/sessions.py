@@ -1,14 +1,16 @@
 """Browser sessions: the refresh token lives in an HttpOnly cookie, never in script's reach.
 
-A client asks for this mode with the header `X-Bulwark-Session: cookie` on the token,
-revoke and logout endpoints; without it nothing here is used (programmatic clients keep
-getting the refresh token in the body, and the cookie is never read).
+A client asks for this mode with the header `X-Bulwark-Session: cookie` on the token and
+logout endpoints; without it the cookie is never read (programmatic clients keep getting the
+refresh token in the body). The token, revoke and logout endpoints also refuse any request
+whose `Origin` is not allowed: only browsers send one, and those have no business there.
 
 CSRF defence on every request that uses the cookie (docs/browser-sessions.md):
 - the custom header itself: a cross-site HTML form cannot set a header, and a cross-origin
   fetch that sets one needs a CORS preflight, which only API_CORS_ORIGINS pass;
-- an `Origin` check: it must be present and be one of API_CORS_ORIGINS or api's own origin
-  (API_ISSUER). A form post from a same-site page that is not on the list is refused here.
+- an `Origin` check: it must be present and be one of API_CORS_ORIGINS, api's own origin
+  (API_ISSUER) or same-origin. A form post from a same-site page that is not on the list
+  (it carries the SameSite=Strict cookie) is refused here.
 A custom header rather than a double-submit token: an SPA on another origin cannot read a
 cookie of api's origin to echo it, and a header needs no extra state."""
 
@@ -25,7 +27,7 @@ SESSION_HEADER = "X-Bulwark-Session"
 SESSION_MODE = "cookie"
 # `__Host-`: Secure, no Domain (this host only) and Path=/ are enforced by the browser. The
 # prefix forbids a narrower Path, so the cookie travels with every request to api, but only
-# the token, revoke and logout endpoints ever read it (and only with SESSION_HEADER).
+# the token and logout endpoints ever read it (and only with SESSION_HEADER).
 REFRESH_COOKIE = "__Host-bulwark-refresh"
 
 

@@ -154,3 +154,15 @@ def test_logout_revokes_the_family_and_clears_the_cookie(
 def test_refresh_without_a_cookie_is_invalid_grant(http: httpx.Client) -> None:
     r = refresh(http, None)
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
+def test_revoke_in_cookie_mode_without_a_token_ends_the_session(
+    http: httpx.Client, register: Register
+) -> None:
+    _, cookie = cookie_login(http, register())
+    r = http.post(
+        "/v1/auth/revoke", headers={**browser_headers(http), "Cookie": f"{COOKIE}={cookie}"}
+    )
+    assert r.status_code == 200
+    assert set_cookie(r)["max-age"] == "0"
+    assert refresh(http, cookie).json()["error"] == "invalid_grant"

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import grpc
 from fastapi import Request, Response
 
+from bulwark.auth.v1 import auth_pb2
+from bulwark_api.backends import Backends
 from bulwark_api.problems import OAuthError
 from bulwark_api.settings import ApiSettings
 
@@ -99,3 +102,24 @@ def set_refresh_cookie(response: Response, token: str, settings: ApiSettings) ->
 
 def clear_refresh_cookie(response: Response) -> None:
     response.delete_cookie(REFRESH_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+
+
+async def end_session(request: Request, backends: Backends, ip: str, answer: Response) -> Response:
+    """Logout: revoke the cookie's refresh token, which revokes its whole family and the
+    family's access tokens (RFC 7009 2.1), then clear the cookie. A failure propagates (503):
+    never claim a logout that did not happen, and keep the cookie so it can be retried."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        try:
+            await backends.auth.RevokeToken(
+                auth_pb2.RevokeTokenRequest(
+                    token=token,
+                    token_type_hint="refresh_token",  # noqa: S106
+                    client_ip=ip,
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+    clear_refresh_cookie(answer)
+    return answer

@@ -151,8 +151,13 @@ async def revoke(
     token_type_hint: Field = None,
 ) -> Response:
     _storable_or_invalid(token, token_type_hint)
-    sessions.guard_browser(request)  # browsers from other origins: refused
+    if sessions.guard_browser(request) and not token:
+        # A browser session revoking itself: the token is in the cookie (= logout).
+        return await sessions.end_session(
+            request, backends, ip, Response(status_code=200, headers=NO_STORE)
+        )
     if not token:
+        sessions.refuse_unheadered_cookie(request)
         raise OAuthError("invalid_request", "token is required")
     try:
         await backends.auth.RevokeToken(

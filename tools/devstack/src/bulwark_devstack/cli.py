@@ -87,7 +87,16 @@ def _provisioned(
     data_dir: Path,
 ) -> Iterator[devvault.VaultDeployment]:
     with devvault.deployment(
-        server, prefix, "dev", databases, redis_url, "bulwark:", data_dir / "vault"
+        server,
+        prefix,
+        "dev",
+        databases,
+        redis_url,
+        "bulwark:",
+        data_dir / "vault",
+        # The databases outlive the run: their owner groups must too, or the next run's
+        # migrations (as <db>_owner) may not touch the tables.
+        keep_databases=True,
     ) as deployment:
         yield deployment
 

@@ -222,10 +222,12 @@ def teardown(
     prefix: str,
     databases: Mapping[str, str],
     redis_url: str,
+    keep_databases: bool = False,
 ) -> None:
     """Undo `provision` (call it before the databases are dropped): revoke the prefix's
     leases (Vault drops its PostgreSQL and Redis users), remove its Vault objects, and drop
-    the group roles and any user Vault could not drop."""
+    any user Vault could not drop, and the group roles unless `keep_databases` (make dev
+    keeps its databases, whose tables the `<db>_owner` group must go on owning)."""
     root = hvac.Client(url=vault_addr, token=root_token, timeout=30)
     with contextlib.suppress(Exception):
         root.sys.revoke_prefix(f"database/creds/{prefix}-")
@@ -242,14 +244,14 @@ def teardown(
         with contextlib.suppress(Exception):
             root.adapter.delete(f"/v1/{path}")
     _delete_kv_tree(root, prefix)
-    _drop_pg_roles(prefix, databases)
+    _drop_pg_roles(prefix, databases, keep_groups=keep_databases)
     _drop_redis_users(prefix, redis_url)
 
 
-def _drop_pg_roles(prefix: str, databases: Mapping[str, str]) -> None:
+def _drop_pg_roles(prefix: str, databases: Mapping[str, str], keep_groups: bool) -> None:
     for url in databases.values():
         db = make_url(url).database
-        groups = [f"{db}_owner", f"{db}_rw"]
+        groups = [] if keep_groups else [f"{db}_owner", f"{db}_rw"]
         with (
             contextlib.suppress(psycopg.OperationalError),
             psycopg.connect(url, autocommit=True) as conn,
@@ -352,9 +354,10 @@ def deployment(
     redis_prefix: str,
     workdir: Path,
     setup_env: Mapping[str, str] | None = None,
+    keep_databases: bool = False,
 ) -> Iterator[VaultDeployment]:
     """`provision` on entry, `teardown` on exit: leave it after the stack has stopped and
-    before its databases are dropped."""
+    before its databases are dropped (`keep_databases`: they are not)."""
     provisioned = provision(
         server.addr,
         server.root_token,
@@ -369,7 +372,7 @@ def deployment(
     try:
         yield VaultDeployment(server, provisioned)
     finally:
-        teardown(server.addr, server.root_token, prefix, databases, redis_url)
+        teardown(server.addr, server.root_token, prefix, databases, redis_url, keep_databases)
 
 
 def signing_key_pem(deployment: VaultDeployment) -> bytes:

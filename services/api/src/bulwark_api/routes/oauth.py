@@ -113,7 +113,8 @@ async def token(
             raise OAuthError("unsupported_grant_type")
     except grpc.aio.AioRpcError as exc:
         error = _oauth_rpc_error(exc)
-        if cookie_mode and isinstance(error, OAuthError) and error.error == "invalid_grant":
+        refused = isinstance(error, OAuthError) and error.error == "invalid_grant"
+        if cookie_mode and grant_type == "refresh_token" and refused:
             return _end_session(oauth_error_response(error))
         raise error from None
     body = TokenOut(

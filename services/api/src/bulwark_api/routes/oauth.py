@@ -113,8 +113,12 @@ async def token(
             raise OAuthError("unsupported_grant_type")
     except grpc.aio.AioRpcError as exc:
         error = _oauth_rpc_error(exc)
-        refused = isinstance(error, OAuthError) and error.error == "invalid_grant"
-        if cookie_mode and grant_type == "refresh_token" and refused:
+        if (
+            cookie_mode
+            and grant_type == "refresh_token"
+            and isinstance(error, OAuthError)
+            and error.error == "invalid_grant"
+        ):
             return _end_session(oauth_error_response(error))
         raise error from None
     body = TokenOut(

@@ -14,8 +14,10 @@ PUBLIC = {
     ("post", "/v1/users"),
     ("post", "/v1/auth/token"),
     ("post", "/v1/auth/revoke"),
+    ("post", "/v1/auth/logout"),  # a browser session's cookie, no bearer token
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/openid-configuration"),
+    ("get", "/.well-known/oauth-authorization-server"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 }

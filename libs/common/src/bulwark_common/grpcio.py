@@ -12,6 +12,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from grpc_channelz.v1 import channelz
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
@@ -31,7 +32,14 @@ log = logging.getLogger("bulwark.grpc")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-SERVER_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.so_reuseport", 0)]
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 1 << 20),
+    ("grpc.so_reuseport", 0),
+    # Clients resolve a replica set once per connection: ending each connection after a few
+    # minutes (GOAWAY; calls in flight finish) makes them re-resolve and find new replicas.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 60_000),
+]
 
 # A dependency check raises (anything) when the dependency is not usable.
 Check = Callable[[], None]
@@ -143,10 +151,13 @@ def build_server(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    channelz_on_health_port: bool = False,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> Server:
     """With `tls`: the main port speaks mTLS only and `callers` is enforced before every
     handler (unlisted methods are denied). Without: plaintext, for dev without Vault.
+    `channelz_on_health_port`: grpc.channelz.v1 (per-server call counters, sockets) on the
+    health-only port too, for operators and the replica checks; off unless asked for.
     `interceptors` (the service's own) run after the caller check."""
     chain: list[grpc.ServerInterceptor] = [
         server_interceptor(),  # type: ignore[no-untyped-call]
@@ -185,6 +196,8 @@ def build_server(
             maximum_concurrent_rpcs=16,  # unauthenticated: bounded
         )
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, built.health_only)
+        if channelz_on_health_port:
+            channelz.add_channelz_servicer(built.health_only)
         built.health_port = _bind(built.health_only, f"{host}:{health_port}", name, None)
     return built
 
@@ -203,6 +216,7 @@ def serve(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    channelz_on_health_port: bool = False,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then finish in-flight calls and return.
@@ -219,6 +233,7 @@ def serve(
         callers=callers,
         health_port=health_port,
         reflection=reflection,
+        channelz_on_health_port=channelz_on_health_port,
         interceptors=interceptors,
     )
     stop = threading.Event()

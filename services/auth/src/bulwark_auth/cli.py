@@ -104,6 +104,7 @@ def serve() -> None:
         callers=SUITE_CALLERS,
         health_port=settings.health_port,
         reflection=settings.environment == "dev",
+        channelz_on_health_port=settings.grpc_channelz,
     )
 
 

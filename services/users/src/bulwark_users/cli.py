@@ -145,6 +145,7 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
         callers=SUITE_CALLERS,
         health_port=settings.health_port,
         reflection=settings.environment == "dev",
+        channelz_on_health_port=settings.grpc_channelz,
         interceptors=interceptors,
     )
 

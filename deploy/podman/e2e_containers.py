@@ -6,7 +6,12 @@ images, and the host ones are those every other suite uses (own databases, prefi
 per run). The service pods are the chart's rendered Deployments and Jobs (values-podman.yaml),
 played by `podman kube play` with two changes only, both forced by the missing cluster:
 host network (the datastores listen on loopback) and an AppRole login instead of a projected
-Kubernetes token (there is no TokenReview API to check one)."""
+Kubernetes token (there is no TokenReview API to check one).
+
+Two replicas of each service, as the chart runs them: the second of each listens on ports of
+its own (host network), and every caller's target names both replicas of its callee
+(`ipv4:127.0.0.1:P1,127.0.0.1:P2`), which the clients balance round_robin over mTLS, as they
+do over a headless Service's pod addresses in Kubernetes."""
 
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from bulwark_devstack import health as grpc_health
 from bulwark_devstack import vault as devvault
 from bulwark_devstack.infra import (
     drop_prefix,
@@ -41,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "bulwark"
 SERVICES = ("users", "auth", "api")
+REPLICAS = tuple(f"{svc}-2" for svc in SERVICES)
 PODMAN = [
     "podman", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
     "--runtime", str(HERE / "runc-rlimits"),
@@ -57,6 +65,11 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def both(ports: dict[str, int], svc: str) -> str:
+    """A gRPC target naming both replicas of `svc` (commas escaped for helm --set)."""
+    return f"ipv4:127.0.0.1:{ports[svc]}\\,127.0.0.1:{ports[f'{svc}-2']}"
+
+
 def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[str, int]) -> Any:
     sets = {
         "vault.address": vault_addr,
@@ -68,8 +81,13 @@ def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[
         "services.auth.healthPort": ports["auth-health"],
         "services.users.port": ports["users"],
         "services.users.healthPort": ports["users-health"],
-        # api's management port (where api has one): host network, so a free one.
-        "services.api.env.API_MANAGEMENT_PORT": ports["api-mgmt"],
+        # api's management port (its probes): host network, so a free one.
+        "services.api.managementPort": ports["api-mgmt"],
+        # Host network: no DNS names for the replicas; the mTLS identity check does not use
+        # the address.
+        "services.api.env.API_AUTH_TARGET": both(ports, "auth"),
+        "services.api.env.API_USERS_TARGET": both(ports, "users"),
+        "services.auth.env.AUTH_USERS_TARGET": both(ports, "users"),
     }
     sets |= {f"services.{svc}.database": db.rsplit("/", 1)[1] for svc, db in databases.items()}
     out = subprocess.run(
@@ -165,16 +183,26 @@ def run_job(pod: dict[str, Any], workdir: Path, timeout: float = 180) -> None:
         podman("kube", "down", str(path), check=False)
 
 
-def wait_ready(url: str, pods: list[dict[str, Any]], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+def wait_ready(what: str, ready: Callable[[], bool], pods: list[dict[str, Any]]) -> None:
+    deadline = time.monotonic() + 90
+    while not ready():
         if time.monotonic() > deadline:
             logs = "".join(podman("logs", container(p), check=False).stderr[-3000:] for p in pods)
-            raise RuntimeError(f"api not ready at {url} within {timeout:.0f}s:\n{logs}")
+            raise RuntimeError(f"{what} not ready within 90s:\n{logs}")
         time.sleep(0.5)
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=2).status_code == 200
+        return False
+
+    return ready
+
+
+def grpc_ready(port: int) -> Callable[[], bool]:
+    return lambda: grpc_health.check(f"127.0.0.1:{port}") == "SERVING"
 
 
 def create_admin(users_env: dict[str, str], database: str) -> tuple[str, str]:
@@ -243,7 +271,8 @@ def main() -> int:
         timings["datastores + vault setup"] = time.monotonic() - mark
         names = (
             *("api", "api-2", "api-mgmt", "api-2-mgmt"),
-            *("auth", "users", "auth-health", "users-health"),
+            *("auth", "auth-2", "auth-health", "auth-2-health"),
+            *("users", "users-2", "users-health", "users-2-health"),
         )
         ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)
@@ -264,23 +293,31 @@ def main() -> int:
         run_job(pods["rotate-keys"], workdir)
         timings["migrate + first keys (job pods)"] = time.monotonic() - mark
         mark = time.monotonic()
-        # A second api replica (same Redis, databases, Vault) for the cross-replica checks.
-        replica_ports = {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
-        pods["api-2"] = replica(pods["api"], 2, replica_ports)
+        # The second replica of each service: same Redis, databases and Vault, own ports.
+        pods["api-2"] = replica(
+            pods["api"], 2, {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
+        )
+        for svc in ("auth", "users"):
+            own = {f"{svc.upper()}_PORT": ports[f"{svc}-2"]}
+            own[f"{svc.upper()}_HEALTH_PORT"] = ports[f"{svc}-2-health"]
+            pods[f"{svc}-2"] = replica(pods[svc], 2, own)
         played = []
-        for name in (*SERVICES, "api-2"):
+        for name in (*SERVICES, *REPLICAS):
             path = play(pods[name], workdir)
             stack.callback(podman, "kube", "down", str(path), check=False)
             played.append(pods[name])
+        for svc in ("users", "users-2", "auth", "auth-2"):
+            wait_ready(svc, grpc_ready(ports[f"{svc}-health"]), played)
         api_url = f"http://127.0.0.1:{ports['api']}"
-        wait_ready(f"{api_url}/readyz", played)
-        wait_ready(f"http://127.0.0.1:{ports['api-2']}/readyz", played)
-        timings["service pods ready"] = time.monotonic() - mark
+        for api in ("api", "api-2"):
+            wait_ready(api, http_ready(f"http://127.0.0.1:{ports[api]}/readyz"), played)
+        timings["service pods ready (2 replicas each)"] = time.monotonic() - mark
         admin, password = create_admin(provisioned.env["users"], databases["users"])
         client = devvault.issue_certificate(devvault.VaultDeployment(server, provisioned), "api")
         for part in ("key_pem", "cert_pem", "ca_pem"):
             (workdir / f"client.{part}").write_bytes(getattr(client, part))
-        description = describe(api_url, ports, workdir, {s: pods[s] for s in (*SERVICES, "api-2")})
+        running = {s: pods[s] for s in (*SERVICES, *REPLICAS)}
+        description = describe(api_url, ports, workdir, running)
         mark = time.monotonic()
         env = {
             **os.environ,

@@ -194,10 +194,17 @@ def test_service_env_follows_the_contract(
             assert s.health_port == ports["health"]
             assert pod["containers"][0]["readinessProbe"]["grpc"]["port"] == s.health_port
         issuers.add(s.issuer)
+        # The headless Services' DNS names: every ready pod, balanced by the client.
+        names = {
+            callee: f"dns:///bulwark-{callee}.{NAMESPACE}.svc.cluster.local:{p}"
+            for callee, p in (("auth", 50051), ("users", 50052))
+        }
         if svc == "api":
-            assert (s.auth_target, s.users_target) == ("bulwark-auth:50051", "bulwark-users:50052")
+            assert (s.auth_target, s.users_target) == (names["auth"], names["users"])
+            assert s.management_port == ports["management"] != s.port
+            assert pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == "management"
         if svc == "auth":
-            assert s.users_target == "bulwark-users:50052"
+            assert s.users_target == names["users"]
     assert len(issuers) == 1, "auth signs and api/users check one issuer"
 
 

@@ -68,8 +68,10 @@ def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[
         "services.auth.healthPort": ports["auth-health"],
         "services.users.port": ports["users"],
         "services.users.healthPort": ports["users-health"],
-        # api's management port (where api has one): host network, so a free one.
-        "services.api.env.API_MANAGEMENT_PORT": ports["api-mgmt"],
+        # Management/metrics ports: host network, so free ones.
+        "services.api.metricsPort": ports["api-mgmt"],
+        "services.auth.metricsPort": ports["auth-metrics"],
+        "services.users.metricsPort": ports["users-metrics"],
     }
     sets |= {f"services.{svc}.database": db.rsplit("/", 1)[1] for svc, db in databases.items()}
     out = subprocess.run(
@@ -243,7 +245,7 @@ def main() -> int:
         timings["datastores + vault setup"] = time.monotonic() - mark
         names = (
             *("api", "api-2", "api-mgmt", "api-2-mgmt"),
-            *("auth", "users", "auth-health", "users-health"),
+            *("auth", "users", "auth-health", "users-health", "auth-metrics", "users-metrics"),
         )
         ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)

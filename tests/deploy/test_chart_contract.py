@@ -34,13 +34,17 @@ SERVICES = ("api", "auth", "users")
 
 
 def chart_copies() -> dict[Path, Path]:
-    """Chart copy -> source, for every file setup.sh and the bootstrap need."""
+    """Chart copy -> source, for every file setup.sh and the bootstrap need, and the
+    Grafana dashboard."""
     pairs = {
         CHART / "files" / "vault" / p.relative_to(VAULT_SOURCE): p
         for p in VAULT_SOURCE.rglob("*")
         if p.is_file() and p.name != "postgres-bootstrap.sql"
     }
     pairs[CHART / "files" / "postgres" / "bootstrap.sql"] = VAULT_SOURCE / "postgres-bootstrap.sql"
+    pairs[CHART / "files" / "grafana" / "bulwark.json"] = (
+        ROOT / "deploy" / "grafana" / "bulwark.json"
+    )
     return pairs
 
 

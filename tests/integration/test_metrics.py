@@ -5,8 +5,11 @@ user identifier, address or token in any label."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +19,7 @@ from bulwark_devstack.scrape import names, samples, scrape, value
 from bulwark_devstack.stack import Stack
 from bulwark_devstack.testkit import Session, bearer, random_ip, strong_password, unique_name
 
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("api", "auth", "users")
 # One address for the 429 test; every other request comes from a fresh one.
 LIMITED_IP = "198.51.100.7"
@@ -219,3 +223,18 @@ def test_no_identifier_or_token_in_any_label(stack: Stack) -> None:
                 # Label values are fixed words, templates, method names or deployment names.
                 assert len(label) < 80, (service, key, label)
                 assert "@" not in label and "Bearer" not in label, (service, key, label)
+
+
+def test_dashboard_and_alerts_name_only_exposed_metrics(stack: Stack) -> None:
+    """Every metric the Grafana dashboard and the chart's alerts query is one the running
+    services expose (after the traffic of the tests above)."""
+    exposed = set()
+    for service in SERVICES:
+        exposed |= {name for name, _labels in samples(scrape(stack.config.metrics_url(service)))}
+    board = json.loads((ROOT / "deploy" / "grafana" / "bulwark.json").read_text())
+    queries = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    rules = (ROOT / "deploy" / "helm" / "bulwark" / "templates" / "monitoring.yaml").read_text()
+    for source, text in (("dashboard", "\n".join(queries)), ("alerts", rules)):
+        named = set(re.findall(r"\b((?:bulwark|process)_[a-z0-9_]+)\b", text))
+        assert len(named) > 5, source
+        assert named <= exposed, (source, sorted(named - exposed))

@@ -29,6 +29,7 @@ from prometheus_client import (  # noqa: E402 (after the directory exists)
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
     start_http_server,
@@ -258,6 +259,7 @@ def exposition() -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     registry.register(_SCRAPE_TIME)
+    ProcessCollector(registry=registry)  # process_*: of the process answering the scrape
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,11 +61,6 @@ HTTP_DURATION = Histogram(
     "Time from request start to the end of the response, by route template and method.",
     ["route", "method"],
     buckets=LATENCY_BUCKETS,
-)
-HTTP_IN_FLIGHT = Gauge(
-    "bulwark_http_requests_in_flight",
-    "HTTP requests being served.",
-    multiprocess_mode="livesum",
 )
 GRPC_HANDLED = Counter(
     "bulwark_grpc_server_handled",
@@ -149,6 +145,7 @@ class _Expiring:
         self.leases: dict[str, Callable[[], float]] = {}
         self.certificates: dict[str, Callable[[], float]] = {}
         self.pools: dict[str, Any] = {}
+        self.http_servers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 _SOURCES = _Expiring()
@@ -173,6 +170,13 @@ def track_pool(name: str, engine: Any) -> None:
         _SOURCES.pools[name] = engine
 
 
+def track_http_in_flight(server: Any) -> None:
+    """Expose `bulwark_http_requests_in_flight` as the sum of `server.in_flight` (a plain
+    int the event loop updates: a prometheus Gauge would take two locks per request)."""
+    with _SOURCES._lock:
+        _SOURCES.http_servers.add(server)
+
+
 def _pool_waiting(pool: Any) -> int:
     # SQLAlchemy has no public count of waiters: read its queue's (thread or asyncio).
     queue = getattr(pool, "_pool", None)
@@ -191,6 +195,7 @@ class _ScrapeTime(Collector):
             leases = dict(_SOURCES.leases)
             certs = dict(_SOURCES.certificates)
             pools = dict(_SOURCES.pools)
+            http_servers = list(_SOURCES.http_servers)
         lease = GaugeMetricFamily(
             "bulwark_vault_lease_remaining_seconds",
             "Seconds until a Vault lease (a dynamic database or Redis credential) expires.",
@@ -228,6 +233,12 @@ class _ScrapeTime(Collector):
             limit.add_metric([name], pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
             waiting.add_metric([name], _pool_waiting(pool))
         yield from (lease, cert, in_use, limit, waiting)
+        if http_servers:
+            yield GaugeMetricFamily(
+                "bulwark_http_requests_in_flight",
+                "HTTP requests being served (by the process answering the scrape).",
+                value=sum(server.in_flight for server in http_servers),
+            )
 
 
 _SCRAPE_TIME = _ScrapeTime()

@@ -228,9 +228,10 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # Before the gRPC server: a port that cannot be bound stops the process cleanly.
+    exporter = None if metrics_port is None else metrics.serve(host, metrics_port)
     freeze_startup_heap()
     server.start()
-    exporter = None if metrics_port is None else metrics.serve(host, metrics_port)
     log.info(
         "listening",
         extra={

@@ -88,6 +88,10 @@ def infra_promtool() -> str:
 def test_metrics_are_not_served_on_the_public_port(stack: Stack) -> None:
     with _client(stack) as http:
         assert http.get("/metrics").status_code == 404
+    # auth's and users' main ports speak mTLS gRPC only: no exposition there.
+    for service in ("auth", "users"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{stack.config.port(service)}/metrics", timeout=5)
     # The management port serves them, with Prometheus's content type.
     r = httpx.get(stack.config.metrics_url("api"), timeout=10)
     assert r.status_code == 200
@@ -176,12 +180,14 @@ def test_red_by_route_template_and_grpc_method(stack: Stack) -> None:
         item_id = created.json()["id"]
         assert http.get(f"/v1/items/{item_id}", headers=bearer(user.access_token)).is_success
         assert http.get("/no/such/path").status_code == 404
+        assert http.request("PROPFIND", "/v1/items", headers=_ip()).status_code == 405
     api = scrape(stack.config.metrics_url("api"))
     route = "/v1/items/{item_id}"
     assert value(api, "bulwark_http_requests_total", route=route, method="GET", status="200") >= 1
     assert value(api, "bulwark_http_request_duration_seconds_count", route=route) >= 1
     assert value(api, "bulwark_http_requests_total", route="unmatched", status="404") >= 1
-    assert item_id not in api and "/no/such/path" not in api
+    assert value(api, "bulwark_http_requests_total", route="/v1/items", method="other") >= 1
+    assert item_id not in api and "/no/such/path" not in api and "PROPFIND" not in api
     auth = scrape(stack.config.metrics_url("auth"))
     token_calls = value(
         auth,

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,11 @@ LIMITED_IP = "198.51.100.7"
 @pytest.fixture(scope="module")
 def stack(stack_factory: Callable[..., Stack]) -> Iterator[Stack]:
     yield stack_factory(
-        env={"api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]', "API_TOKEN_RATE": "5/minute"}}
+        env={
+            "api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]', "API_TOKEN_RATE": "5/minute"},
+            # One argon2id computation at a time: concurrent sign-ups must queue.
+            "users": {"USERS_ARGON2_MAX_CONCURRENT": "1"},
+        }
     )
 
 
@@ -224,6 +229,27 @@ def test_saturation_signals_are_exposed(stack: Stack) -> None:
     rtt = value(api, "bulwark_redis_roundtrip_seconds_count", operation="revocation_and_rate_limit")
     assert rtt >= 1
     assert "bulwark_grpc_server_in_flight" in names(scrape(stack.config.metrics_url("auth")))
+
+
+def test_argon2_queue_shows_in_the_wait_histogram(stack: Stack) -> None:
+    """Six sign-ups at once against one argon2id slot: all but one wait for it, each for at
+    least the ~tens of ms another computation takes."""
+    url = stack.config.metrics_url("users")
+    wait = "bulwark_argon2_wait_seconds"
+    before = scrape(url)
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda _: _session(stack), range(6)))
+    after = scrape(url)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    waits = grew(f"{wait}_count")
+    assert waits >= 12  # six hashes and six verifications
+    quick = grew(f"{wait}_bucket", le="0.001")  # got the slot (almost) at once
+    assert waits - quick >= 1, (waits, quick)
+    assert grew(f"{wait}_sum") > 0
+    assert value(after, "bulwark_argon2_queue_depth") == 0  # nobody waiting once done
 
 
 def test_no_identifier_or_token_in_any_label(stack: Stack) -> None:

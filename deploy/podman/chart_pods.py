@@ -35,8 +35,10 @@ def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[
         "services.auth.healthPort": ports["auth-health"],
         "services.users.port": ports["users"],
         "services.users.healthPort": ports["users-health"],
-        # api's management port (its probes): host network, so a free one.
-        "services.api.managementPort": ports["api-mgmt"],
+        # Management/metrics ports (api's probes too): host network, so free ones.
+        "services.api.metricsPort": ports["api-mgmt"],
+        "services.auth.metricsPort": ports["auth-metrics"],
+        "services.users.metricsPort": ports["users-metrics"],
         # Host network: no DNS names for the replicas; the mTLS identity check does not use
         # the address.
         "services.api.env.API_AUTH_TARGET": both(ports, "auth"),

@@ -176,8 +176,9 @@ def main() -> int:
         timings["datastores + vault setup"] = time.monotonic() - mark
         names = (
             *("api", "api-2", "api-mgmt", "api-2-mgmt"),
-            *("auth", "auth-2", "auth-health", "auth-2-health"),
+            *("auth", "auth-2", "auth-health", "auth-2-health", "auth-metrics", "auth-2-metrics"),
             *("users", "users-2", "users-health", "users-2-health"),
+            *("users-metrics", "users-2-metrics"),
         )
         ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)
@@ -205,6 +206,7 @@ def main() -> int:
         for svc in ("auth", "users"):
             own = {f"{svc.upper()}_PORT": ports[f"{svc}-2"]}
             own[f"{svc.upper()}_HEALTH_PORT"] = ports[f"{svc}-2-health"]
+            own[f"{svc.upper()}_METRICS_PORT"] = ports[f"{svc}-2-metrics"]
             pods[f"{svc}-2"] = replica(pods[svc], 2, own)
         played = []
         for name in (*SERVICES, *REPLICAS):

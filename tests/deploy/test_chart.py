@@ -138,10 +138,10 @@ def test_services_probes_and_grace(name: str, objects: dict[str, Docs]) -> None:
     api_c = api["containers"][0]
     probes = {api_c[p]["httpGet"]["path"]: api_c[p]["httpGet"]["port"] for p in PROBES}
     # The management port (API_MANAGEMENT_PORT): the public one answers clients only.
-    assert probes == {"/healthz": "management", "/readyz": "management"}
+    assert probes == {"/healthz": "metrics", "/readyz": "metrics"}
     ports = {p["name"]: p["containerPort"] for p in api_c["ports"]}
     env = {e["name"]: e.get("value") for e in api_c["env"]}
-    assert env["API_MANAGEMENT_PORT"] == str(ports["management"]) == "8081"
+    assert env["API_MANAGEMENT_PORT"] == str(ports["metrics"]) == "8081"
     assert env["API_MANAGEMENT_HOST"] == "0.0.0.0"  # noqa: S104 (the kubelet probes the pod IP)
     for svc in ("api", "auth", "users"):
         spec = deployments[f"bulwark-{svc}"]["spec"]["template"]["spec"]

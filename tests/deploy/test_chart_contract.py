@@ -34,13 +34,17 @@ SERVICES = ("api", "auth", "users")
 
 
 def chart_copies() -> dict[Path, Path]:
-    """Chart copy -> source, for every file setup.sh and the bootstrap need."""
+    """Chart copy -> source, for every file setup.sh and the bootstrap need, and the
+    Grafana dashboard."""
     pairs = {
         CHART / "files" / "vault" / p.relative_to(VAULT_SOURCE): p
         for p in VAULT_SOURCE.rglob("*")
         if p.is_file() and p.name != "postgres-bootstrap.sql"
     }
     pairs[CHART / "files" / "postgres" / "bootstrap.sql"] = VAULT_SOURCE / "postgres-bootstrap.sql"
+    pairs[CHART / "files" / "grafana" / "bulwark.json"] = (
+        ROOT / "deploy" / "grafana" / "bulwark.json"
+    )
     return pairs
 
 
@@ -201,8 +205,8 @@ def test_service_env_follows_the_contract(
         }
         if svc == "api":
             assert (s.auth_target, s.users_target) == (names["auth"], names["users"])
-            assert s.management_port == ports["management"] != s.port
-            assert pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == "management"
+            assert s.management_port == ports["metrics"] != s.port
+            assert pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == "metrics"
         if svc == "auth":
             assert s.users_target == names["users"]
     assert len(issuers) == 1, "auth signs and api/users check one issuer"

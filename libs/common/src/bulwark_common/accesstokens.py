@@ -21,11 +21,25 @@ LEEWAY_SECONDS = 5
 
 
 class InvalidToken(Exception):
-    """The token must not be accepted; the message is safe to log, not to return."""
+    """The token must not be accepted; the message is safe to log, not to return.
+    `reason` is one of a few fixed words (a metric label): expired, bad_signature,
+    unknown_kid or invalid."""
+
+    reason = "invalid"
+
+
+class Expired(InvalidToken):
+    reason = "expired"
+
+
+class BadSignature(InvalidToken):
+    reason = "bad_signature"
 
 
 class UnknownKid(InvalidToken):
     """Signed by a key this verifier does not have (yet): a key refresh may help."""
+
+    reason = "unknown_kid"
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ def verify(
             leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
         )
+    except jwt.ExpiredSignatureError:
+        raise Expired("rejected: expired") from None
+    except jwt.InvalidSignatureError:
+        raise BadSignature("rejected: bad signature") from None
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"rejected: {type(exc).__name__}") from None
     return claims_of(payload)

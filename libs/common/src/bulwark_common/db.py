@@ -18,6 +18,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bulwark_common import metrics
+
 # Stable constraint names, so Alembic migrations are the same on PostgreSQL and SQLite.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -147,6 +149,8 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._autocommit = create_sync_engine(url, autocommit=True, credentials=credentials)
         self._reads = sessionmaker(self._autocommit, expire_on_commit=False)
+        metrics.track_pool("transaction", self.engine)
+        metrics.track_pool("autocommit", self._autocommit)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -17,11 +17,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
 
-from bulwark_common import deadlines
+from bulwark_common import deadlines, metrics
 from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
 from bulwark_common.credentials import server_credentials
 from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
 from bulwark_common.process import freeze_startup_heap
+from bulwark_common.rpcmetrics import ServerMetrics
 from bulwark_common.tls import CertSource
 
 # Clients live in bulwark_common.channels; grpcio.channel is the name services use.
@@ -160,6 +161,7 @@ def build_server(
     health-only port too, for operators and the replica checks; off unless asked for.
     `interceptors` (the service's own) run after the caller check."""
     chain: list[grpc.ServerInterceptor] = [
+        ServerMetrics(),  # first: refused and failed calls are counted too
         server_interceptor(),  # type: ignore[no-untyped-call]
         deadlines.ServerDeadlines(),  # what is left of the caller's deadline, for our calls
     ]
@@ -218,10 +220,12 @@ def serve(
     reflection: bool = False,
     channelz_on_health_port: bool = False,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
+    metrics_port: int | None = None,
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then finish in-flight calls and return.
 
-    `register` adds the servicers and returns their full service names."""
+    `register` adds the servicers and returns their full service names. `metrics_port`:
+    Prometheus exposition over plain HTTP (its own port: nothing else is served there)."""
     server = build_server(
         name=name,
         host=host,
@@ -239,6 +243,8 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # Before the gRPC server: a port that cannot be bound stops the process cleanly.
+    exporter = None if metrics_port is None else metrics.serve(host, metrics_port)
     freeze_startup_heap()
     server.start()
     log.info(
@@ -250,11 +256,14 @@ def serve(
             if server.health_port is None
             else f"{host}:{server.health_port}",
             "services": server.services,
+            "metrics_address": None if exporter is None else f"{host}:{exporter.server_port}",
         },
     )
     stop.wait()
     log.info("shutting down: draining in-flight calls", extra={"grace_seconds": grace_seconds})
     server.stop(grace_seconds)
+    if exporter is not None:
+        exporter.shutdown()
     if on_stop is not None:
         on_stop()
     log.info("stopped")

@@ -13,6 +13,7 @@ from starlette.types import Scope
 from bulwark_api import events, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
+from bulwark_api.instrument import MetricsMiddleware
 from bulwark_api.routes import health, items, oauth, users
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import install_redaction
@@ -93,4 +94,6 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         hsts_max_age=settings.hsts_max_age_seconds,
     )
+    # Outermost of all: times and counts every answer, the edge's own ones too.
+    app.add_middleware(MetricsMiddleware)
     return app

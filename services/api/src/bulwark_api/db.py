@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bulwark_common import db as common_db
+from bulwark_common import metrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,6 +49,7 @@ def async_engine(
     engine = create_async_engine(aurl, **common_db.engine_options(aurl, autocommit=autocommit))
     if credentials is not None and aurl.get_backend_name() == "postgresql":
         common_db.use_credentials(engine, credentials)
+    metrics.track_pool("autocommit" if autocommit else "transaction", engine.sync_engine)
     return engine
 
 

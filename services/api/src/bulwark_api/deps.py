@@ -13,6 +13,7 @@ from bulwark_api.enduser import ACCESS_TOKEN
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.metrics import RATE_LIMITED, TOKENS_REFUSED
 from bulwark_common.netaddr import source_bucket
 from bulwark_common.scopes import SCOPES, USERS_ADMIN
 
@@ -64,14 +65,28 @@ async def client_bucket(request: Request, ip: ClientIP) -> str:
 ClientBucket = Annotated[str, Depends(client_bucket)]
 
 
+# Bound once: the label values are the names of the four limits (API_*_RATE).
+_LIMITED = {name: RATE_LIMITED.labels(name) for name in ("token", "register", "user", "anonymous")}
+_REFUSED = {
+    reason: TOKENS_REFUSED.labels(reason)
+    for reason in ("missing", "expired", "bad_signature", "unknown_kid", "revoked", "invalid")
+}
+
+
 async def limit_anonymous(response: Response, backends: BackendsDep, bucket: ClientBucket) -> None:
-    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{bucket}")
+    await enforce_rate(
+        response, backends, backends.settings.anonymous_rate, f"ip:{bucket}", "anonymous"
+    )
 
 
-async def enforce_rate(response: Response, backends: Backends, rate: str, ident: str) -> None:
+async def enforce_rate(
+    response: Response, backends: Backends, rate: str, ident: str, limit: str
+) -> None:
+    """`limit`: the limit's name, as the metric counts its refusals."""
     decision = await backends.guard.hit(rate, ident)
     response.headers.update(decision.headers())
     if not decision.allowed:
+        _LIMITED[limit].inc()
         raise Problem(429, "rate limit exceeded, retry later", headers=decision.headers())
 
 
@@ -100,10 +115,12 @@ async def current_claims(
         bucket = await client_bucket(request, await client_ip(request))
         await limit_anonymous(response, backends, bucket)
     if not token:
+        _REFUSED["missing"].inc()
         raise Problem(401, "a bearer access token is required")
     try:
         claims = claims or await backends.verifier.verify(token)
-    except InvalidToken:
+    except InvalidToken as exc:
+        _REFUSED[exc.reason].inc()
         raise Problem(
             401,
             "the access token is invalid or expired",
@@ -118,6 +135,7 @@ async def current_claims(
         family_id=claims.sid,
     )
     if result.revoked:
+        _REFUSED["revoked"].inc()
         raise Problem(
             401,
             "the access token has been revoked",
@@ -125,6 +143,7 @@ async def current_claims(
         )
     response.headers.update(result.rate.headers())
     if not result.rate.allowed:
+        _LIMITED["user"].inc()
         raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
     ACCESS_TOKEN.set(token)  # forwarded to users (enduser.py)
     return claims

@@ -1,4 +1,4 @@
-"""Serve the public app and the management app (probes, later metrics) from one process, on
+"""Serve the public app and the management app (probes, metrics) from one process, on
 two ports; SIGTERM/SIGINT stop both gracefully."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from fastapi import FastAPI
 
 from bulwark_api.routes import health
 from bulwark_api.settings import ApiSettings
+from bulwark_common import metrics
 
 
 def management_app(public: FastAPI) -> FastAPI:
-    """/healthz and /readyz with details; the backends are the public app's."""
+    """/healthz, /readyz with details and /metrics; the backends are the public app's."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.public = public
     app.include_router(health.management)
@@ -45,6 +46,7 @@ class _Server(uvicorn.Server):
 
 
 def run(public: FastAPI, settings: ApiSettings) -> None:
+    metrics.prepare_multiprocess_dir()  # before any worker starts writing
     servers = [_Server(_config(public, settings.host, settings.port, "auto"))]
     if settings.management_port:
         mgmt = management_app(public)

@@ -21,6 +21,8 @@ class AuthSettings(ServiceSettings):
     health_port: int | None = Field(
         51051, ge=0, le=65535, validation_alias=env("AUTH_HEALTH_PORT", "BULWARK_HEALTH_PORT")
     )
+    # Prometheus /metrics over plain HTTP, on the same host (0: off). Never the gRPC port.
+    metrics_port: int = Field(9051, ge=0, le=65535)
     database_url: str | None = Field(
         None, validation_alias=env("AUTH_DATABASE_URL", "DATABASE_URL")
     )

@@ -144,6 +144,7 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
         tls=runtime.tls,
         callers=SUITE_CALLERS,
         health_port=settings.health_port,
+        metrics_port=settings.metrics_port or None,
         reflection=settings.environment == "dev",
         channelz_on_health_port=settings.grpc_channelz,
         interceptors=interceptors,

@@ -168,3 +168,13 @@ def check_tool(name: str) -> str:
     if not found:
         raise MissingDependency(f"{name} is not installed: run `make check-tools`")
     return found
+
+
+def promtool() -> str:
+    """Prometheus's checker (`promtool check metrics|rules`), from the Debian package."""
+    found = shutil.which("promtool")
+    if not found:
+        raise MissingDependency(
+            "promtool is not installed: apt-get install prometheus (Debian; it provides promtool)"
+        )
+    return found

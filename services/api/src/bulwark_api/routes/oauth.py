@@ -38,7 +38,7 @@ Field = Annotated[str | None, Form()]
 async def _rate_limit_token(
     response: Response, backends: BackendsDep, bucket: ClientBucket
 ) -> None:
-    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}")
+    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}", "token")
 
 
 def _storable_or_invalid(*fields: str | None) -> None:

@@ -80,7 +80,7 @@ def _out(key: users_pb2.ApiKey) -> ApiKeyOut:
     "/v1/users/me/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=problem_responses(401, 403, 409, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 429, 503),
     summary="Create an API key (the key is in this answer only)",
 )
 async def create_key(

@@ -51,7 +51,7 @@ class ClientList(BaseModel):
     "/v1/clients",
     status_code=201,
     response_model=ClientCreated,
-    responses=problem_responses(401, 403, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
     summary="Register an OAuth2 client (the secret is in this answer only)",
 )
 async def create_client(

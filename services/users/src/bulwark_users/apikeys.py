@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import redis
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bulwark.users.v1 import users_pb2
@@ -157,11 +157,30 @@ class ApiKeyStore:
         used: list[Any] = []
         if keys:
             used = self._redis.mget([apikeys.used_key(self._prefix, k.key_hash) for k in keys])
-        items = []
+        items, newer = [], {}
         for key, raw in zip(keys, used or [None] * len(keys), strict=True):
             last = datetime.fromtimestamp(float(raw), UTC) if raw else None
+            if last is not None and (key.last_used_at is None or last > key.last_used_at):
+                newer[key.id] = last
             items.append(key_proto(key, last))
+        self._keep_last_use(newer)
         return users_pb2.ListApiKeysResponse(items=items)
+
+    def _keep_last_use(self, newer: dict[str, datetime]) -> None:
+        """Copy what Redis knows into the table (only when someone looks), so a Redis
+        restart does not forget a key's last use. Never lowers a stored time."""
+        if not newer:
+            return
+        with self._db.transaction() as session:
+            for key_id, last in newer.items():
+                session.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.id == key_id,
+                        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < last),
+                    )
+                    .values(last_used_at=last)
+                )
 
     def delete(self, request: Any) -> Any:
         user_id, key_id = parse_id(request.user_id), parse_id(request.id)

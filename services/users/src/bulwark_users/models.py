@@ -96,7 +96,8 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # The Redis value (written by api on every use) is the fresh one; this is its last copy.
+    # The Redis value (written by api on every use) is the fresh one; this is its copy as of
+    # the last listing.
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 

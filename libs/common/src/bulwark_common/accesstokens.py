@@ -51,6 +51,8 @@ class Claims:
     scopes: frozenset[str]
     roles: frozenset[str]
     sid: str | None = None  # the refresh family the token came from
+    client_id: str | None = None  # an OAuth2 client's own token (client credentials)
+    key_id: str | None = None  # presented as an API key, not a token (never in a JWT)
 
     @property
     def is_admin(self) -> bool:
@@ -117,8 +119,10 @@ def claims_of(payload: dict[str, Any]) -> Claims:
     roles = payload.get("roles", [])
     iat = payload["iat"]
     sid = payload.get("sid")
+    client_id = payload.get("client_id")
     if (
         not (sid is None or isinstance(sid, str))
+        or not (client_id is None or isinstance(client_id, str))
         or not isinstance(scope, str)
         or not isinstance(roles, list)
         or not isinstance(iat, int | float)
@@ -134,4 +138,5 @@ def claims_of(payload: dict[str, Any]) -> Claims:
         scopes=frozenset(scope.split()),
         roles=frozenset(str(r) for r in roles),
         sid=sid,
+        client_id=client_id,
     )

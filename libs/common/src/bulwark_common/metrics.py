@@ -102,7 +102,7 @@ REVOCATIONS = Counter(
 )
 RATE_LIMITED = Counter(
     "bulwark_api_rate_limited",
-    "Requests refused with 429, by limit: token, register, user or anonymous.",
+    "Requests refused with 429, by limit: token, register, user, client, api_key or anonymous.",
     ["limit"],
 )
 TOKENS_REFUSED = Counter(

@@ -10,11 +10,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from bulwark_api import events, problems
+from bulwark_api import events, openapi, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.instrument import MetricsMiddleware
-from bulwark_api.routes import health, items, oauth, users
+from bulwark_api.routes import apikeys, clients, health, items, oauth, users
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
@@ -66,9 +66,12 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     )
     app.state.settings = settings
     problems.install(app)
+    openapi.install(app)
     # Routes match in order: the hot resource routes first.
     app.include_router(items.router)
     app.include_router(users.router)
+    app.include_router(apikeys.router)
+    app.include_router(clients.router)
     app.include_router(oauth.router)
     app.include_router(health.router)
     if settings.cors_origins:

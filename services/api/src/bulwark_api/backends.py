@@ -16,6 +16,7 @@ from bulwark.users.v1 import users_pb2_grpc
 from bulwark_api import db
 from bulwark_api.enduser import ForwardAccessToken
 from bulwark_api.guard import Guard
+from bulwark_api.keyguard import KeyGuard
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
 from bulwark_common import grpcio
@@ -40,6 +41,7 @@ class Backends:
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     guard: Guard
+    keys: KeyGuard
 
     runtime: Runtime
 
@@ -73,6 +75,7 @@ class Backends:
                 for k in reply.keys
             ]
 
+        guard = Guard(redis, settings.redis_prefix)
         return cls(
             settings=settings,
             auth_channel=auth_channel,
@@ -92,7 +95,8 @@ class Backends:
                 audience=settings.audience,
                 min_refresh_seconds=settings.jwks_min_refresh_seconds,
             ),
-            guard=Guard(redis, settings.redis_prefix),
+            guard=guard,
+            keys=KeyGuard(redis, settings.redis_prefix, guard),
             runtime=runtime,
         )
 

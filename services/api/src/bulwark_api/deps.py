@@ -10,9 +10,11 @@ from fastapi.security import OAuth2PasswordBearer
 
 from bulwark_api.backends import Backends
 from bulwark_api.enduser import ACCESS_TOKEN
+from bulwark_api.keyauth import api_key_claims
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.apikeys import API_KEY_PREFIX
 from bulwark_common.metrics import RATE_LIMITED, TOKENS_REFUSED
 from bulwark_common.netaddr import source_bucket
 from bulwark_common.scopes import SCOPES, USERS_ADMIN
@@ -65,8 +67,11 @@ async def client_bucket(request: Request, ip: ClientIP) -> str:
 ClientBucket = Annotated[str, Depends(client_bucket)]
 
 
-# Bound once: the label values are the names of the four limits (API_*_RATE).
-_LIMITED = {name: RATE_LIMITED.labels(name) for name in ("token", "register", "user", "anonymous")}
+# Bound once: the label values are the names of the limits (API_*_RATE).
+_LIMITED = {
+    name: RATE_LIMITED.labels(name)
+    for name in ("token", "register", "user", "client", "api_key", "anonymous")
+}
 _REFUSED = {
     reason: TOKENS_REFUSED.labels(reason)
     for reason in ("missing", "expired", "bad_signature", "unknown_kid", "revoked", "invalid")
@@ -108,6 +113,8 @@ async def current_claims(
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
     backends: Backends = request.app.state.backends
+    if token and token.startswith(API_KEY_PREFIX):
+        return await _api_key_claims(request, response, backends, token)
     claims = backends.verifier.cached(token) if token else None
     if claims is None:
         # No token, or one not verified before: counted against the address first, so
@@ -126,9 +133,16 @@ async def current_claims(
             "the access token is invalid or expired",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
+    settings = backends.settings
+    # An OAuth2 client's own token has a budget per client; a person's, per user.
+    rate, ident = (
+        (settings.client_rate, f"client:{claims.sub}")
+        if claims.client_id
+        else (settings.user_rate, f"user:{claims.sub}")
+    )
     result = await backends.guard.check(
-        backends.settings.user_rate,
-        f"user:{claims.sub}",
+        rate,
+        ident,
         user_id=claims.sub,
         jti=claims.jti,
         iat=claims.iat,
@@ -143,10 +157,20 @@ async def current_claims(
         )
     response.headers.update(result.rate.headers())
     if not result.rate.allowed:
-        _LIMITED["user"].inc()
+        _LIMITED["client" if claims.client_id else "user"].inc()
         raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
     ACCESS_TOKEN.set(token)  # forwarded to users (enduser.py)
     return claims
+
+
+async def _api_key_claims(
+    request: Request, response: Response, backends: Backends, key: str
+) -> Claims:
+    async def limit_address() -> None:
+        bucket = await client_bucket(request, await client_ip(request))
+        await limit_anonymous(response, backends, bucket)
+
+    return await api_key_claims(backends, response, key, limit_address)
 
 
 CurrentClaims = Annotated[Claims, Depends(current_claims)]

@@ -61,11 +61,18 @@ class Problem(Exception):
 class OAuthError(Exception):
     """An RFC 6749 error body: {"error": ..., "error_description": ...}."""
 
-    def __init__(self, error: str, description: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.description = description
         self.status = status
+        self.headers = headers or {}
 
 
 def problem_response(
@@ -146,7 +153,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             body,
             status_code=exc.status,
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache", **exc.headers},
         )
 
     @app.exception_handler(StarletteHTTPException)

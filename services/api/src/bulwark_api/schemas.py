@@ -84,12 +84,20 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
-    refresh_token: str
+    # Absent for client_credentials (RFC 6749 4.4.3: no refresh token).
+    refresh_token: str | None = None
     scope: str
 
 
 class OAuthErrorOut(BaseModel):
-    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"]
+    error: Literal[
+        "invalid_request",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_client",
+        "unauthorized_client",
+    ]
     error_description: str | None = None
 
 

@@ -48,6 +48,8 @@ class AuthSettings(ServiceSettings):
     backoff_account_free_failures: int = Field(20, ge=1, le=10_000)
     # Backoff is kept per source: IPv6 clients by this prefix (a host owns a whole /64).
     ipv6_bucket_prefix: int = Field(64, ge=32, le=128)
+    # client_credentials tokens one OAuth2 client may get per minute (clientgrant.py).
+    client_tokens_per_minute: int = Field(60, ge=1, le=100_000)
     max_workers: int = Field(16, ge=1, le=256)
 
     @property

@@ -39,6 +39,8 @@ from bulwark_users.accounts import (
     normalize_username,
     parse_id,
 )
+from bulwark_users.apikeys import ApiKeyStore
+from bulwark_users.clients import ClientStore
 from bulwark_users.models import User, UserEvent, utcnow
 from bulwark_users.outbox import Outbox
 from bulwark_users.passwords import Passwords
@@ -116,6 +118,8 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
         self._redis = redis_client
         self._prefix = redis_prefix
         self._outbox = Outbox(db, redis_client, redis_prefix)
+        self.api_keys = ApiKeyStore(db, redis_client, redis_prefix)
+        self._clients = ClientStore(db, redis_client, redis_prefix, self._outbox)
 
     def register(self, server: grpc.Server) -> Iterable[str]:
         users_pb2_grpc.add_UsersServiceServicer_to_server(self, server)
@@ -191,6 +195,8 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
         changed: list[str] = []
         old_roles: list[str] = []
         revoke = False
+        voided_keys: list[Any] = []
+        recached_keys: list[Any] = []
         try:
             with self._db.transaction() as session:
                 admins = _lock_active_admins(session) if can_remove_admin else set()
@@ -233,10 +239,26 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
                     session.flush()  # surface constraint errors before touching Redis
                 if revoke:
                     self._revoke(user_id)  # Redis down: roll back, change nothing
+                if "disabled" in changed and user.disabled:
+                    voided_keys = self.api_keys.end_all(session, user_id, delete_rows=True)
+                elif "roles" in changed:
+                    # Cached with the old roles: the next use re-caches them (apikeys.py).
+                    recached_keys = [h for h, _ in self.api_keys.of_user(session, user_id)]
+                    self.api_keys.forget(recached_keys)
         except IntegrityError as exc:
             raise Conflict(conflict_field(exc) or "email") from None
         if revoke:
             self._revoke(user_id)  # after commit: also voids tokens issued meanwhile
+        self.api_keys.tombstone(voided_keys)
+        self.api_keys.forget(recached_keys)
+        if voided_keys:
+            audit(
+                "api_key.deleted",
+                user_id=user_id,
+                keys=len(voided_keys),
+                reason="user_disabled",
+                **who,
+            )
         if changed:
             audit("user.updated", user_id=user_id, changed=changed, **who)
         if "password" in changed:
@@ -266,12 +288,14 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
             if admins == {user_id}:
                 audit("user.delete_denied", user_id=user_id, reason="last_admin", **who)
                 raise Abort(Code.FAILED_PRECONDITION, LAST_ADMIN)
+            voided_keys = self.api_keys.end_all(session, user_id, delete_rows=True)
             session.delete(user)
             # Same transaction: the deletion and the news of it commit together.
             session.add(UserEvent(id=str(uuid.uuid4()), kind=USER_DELETED, user_id=user_id))
             session.flush()
             self._revoke(user_id)
         self._revoke(user_id)
+        self.api_keys.tombstone(voided_keys)
         self._outbox.publish_quietly()
         audit("user.deleted", user_id=user_id, **who)
         return users_pb2.DeleteUserResponse()
@@ -305,6 +329,40 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):  # type: ignore[misc]
             self._upgrade_hash(user, request.password)
         audit("login.success", user_id=user.id, client_ip=client_ip)
         return users_pb2.VerifyCredentialsResponse(ok=True, user=to_proto(user))
+
+    # --- machine credentials (apikeys.py, clients.py) -----------------------------------
+
+    @_rpc
+    def CreateApiKey(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.api_keys.create(request)
+
+    @_rpc
+    def ListApiKeys(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.api_keys.list_keys(request)
+
+    @_rpc
+    def DeleteApiKey(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.api_keys.delete(request)
+
+    @_rpc
+    def ResolveApiKey(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.api_keys.resolve(request)
+
+    @_rpc
+    def CreateClient(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._clients.create(request)
+
+    @_rpc
+    def ListClients(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._clients.list_clients(request)
+
+    @_rpc
+    def DeleteClient(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._clients.delete(request)
+
+    @_rpc
+    def VerifyClientCredentials(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._clients.verify(request)
 
     def _upgrade_hash(self, user: User, password: str) -> None:
         """Re-hash with the current parameters. Conditional on the old hash, so a password

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Depends, Form, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import JSONResponse
 
 from bulwark.auth.v1 import auth_pb2
@@ -18,6 +18,7 @@ from bulwark_api.deps import (
     limit_anonymous,
 )
 from bulwark_api.problems import PROBLEM_RESPONSE, OAuthError, problem_responses
+from bulwark_api.routes import clientcreds
 from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut, storable
 from bulwark_common.scopes import SCOPES
 
@@ -26,6 +27,7 @@ router = APIRouter(tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
+    401: {"model": OAuthErrorOut, "description": "invalid_client (RFC 6749 5.2)"},
     429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
     503: {**PROBLEM_RESPONSE, "description": "auth or users is unavailable"},
     413: {**PROBLEM_RESPONSE, "description": "Request body too large"},
@@ -60,10 +62,12 @@ def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
     "/v1/auth/token",
     response_model=TokenOut,
     responses=OAUTH_ERRORS,
-    summary="Issue tokens: password grant or refresh-token grant (rotated on every use)",
+    summary="Issue tokens: password grant, refresh-token grant (rotated on every use), or "
+    "client credentials (HTTP Basic or client_id + client_secret)",
     dependencies=[Depends(_rate_limit_token)],
 )
 async def token(
+    request: Request,
     backends: BackendsDep,
     ip: ClientIP,
     grant_type: Field = None,
@@ -71,12 +75,25 @@ async def token(
     password: Field = None,
     scope: Field = None,
     refresh_token: Field = None,
+    client_id: Field = None,
+    client_secret: Field = None,
 ) -> JSONResponse:
     # Every field is optional in the schema so that a missing one is an OAuth2
     # invalid_request, not a generic 422.
     _storable_or_invalid(grant_type, username, password, scope, refresh_token)
+    _storable_or_invalid(client_id, client_secret)
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type == clientcreds.GRANT or clientcreds.presents_client_auth(request, client_secret):
+        return await clientcreds.client_token(
+            backends,
+            request,
+            ip,
+            grant_type=grant_type,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+        )
     try:
         if grant_type == "password":
             if not username or not password:
@@ -164,9 +181,9 @@ async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/v1/auth/token",
         "revocation_endpoint": f"{issuer}/v1/auth/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "grant_types_supported": ["password", "refresh_token"],
+        "grant_types_supported": ["password", "refresh_token", clientcreds.GRANT],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", *clientcreds.AUTH_METHODS],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": sorted(SCOPES),
         "id_token_signing_alg_values_supported": ["ES256"],

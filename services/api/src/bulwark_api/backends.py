@@ -16,6 +16,7 @@ from bulwark.users.v1 import users_pb2_grpc
 from bulwark_api import db
 from bulwark_api.enduser import ForwardAccessToken
 from bulwark_api.guard import Guard
+from bulwark_api.reads import Reads, open_reads
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
 from bulwark_common import grpcio
@@ -36,7 +37,7 @@ class Backends:
     users: users_pb2_grpc.UsersServiceStub
     redis: aioredis.Redis
     engine: AsyncEngine
-    reader: AsyncEngine
+    reads: Reads  # the hot single-SELECT reads (reads.py)
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     guard: Guard
@@ -82,8 +83,10 @@ class Backends:
             redis=redis,
             engine=engine,
             # Single-statement reads: their own pool, always in autocommit.
-            reader=db.async_engine(
-                settings.database_url, settings.data_dir, autocommit=True, credentials=credentials
+            reads=open_reads(
+                db.sync_url(settings.database_url, settings.data_dir),
+                db.async_engine(settings.database_url, settings.data_dir, autocommit=True),
+                credentials,
             ),
             sessions=db.sessions(engine),
             verifier=Verifier(
@@ -101,7 +104,7 @@ class Backends:
         await self.users_channel.close()
         await self.redis.aclose()
         await self.engine.dispose()
-        await self.reader.dispose()
+        await self.reads.close()
 
     async def readiness(self) -> dict[str, str]:
         """Ask every dependency at once; each answers "ok" or why not."""

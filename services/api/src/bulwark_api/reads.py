@@ -80,7 +80,12 @@ class PgReads:
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         if self._credentials is not None:
             kwargs["user"], kwargs["password"] = self._credentials.current()
-        return await asyncpg.connect(*args, **kwargs)
+        try:
+            return await asyncpg.connect(*args, **kwargs)
+        except (*_DOWN, asyncpg.PostgresError) as exc:
+            # Whatever refuses a new connection (the database gone too) is "down", as
+            # psycopg's OperationalError is on the SQLAlchemy paths.
+            raise Unavailable(type(exc).__name__) from exc
 
     async def _pool_(self) -> asyncpg.Pool:
         if self._pool is not None:

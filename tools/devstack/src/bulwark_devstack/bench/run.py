@@ -52,6 +52,8 @@ STACK_ENV = {
         "API_USER_RATE": HIGH_RATE,
     }
 }
+# Generous: on a loaded shared machine three Python services can take minutes to start.
+READY_TIMEOUT = 300
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -165,7 +167,7 @@ def run(options: Options) -> dict[str, Any]:
         print(f"starting users, auth, api ({db_note}, Redis {redis_note}, mTLS) ...", flush=True)
         stack.provision_keys()
         stack.start_all()
-        stack.wait_ready(timeout=90)
+        stack.wait_ready(timeout=READY_TIMEOUT)
         try:
             # A login costs ~100x an edge read: longer rounds, so each holds hundreds.
             login_seconds = 2 * options.seconds
@@ -267,7 +269,7 @@ def _place(stack: Stack, split: Split) -> None:
     for svc in SERVICES:
         with pinned(split.users if svc == "users" else split.rest):
             stack.start(svc)
-    stack.wait_ready(timeout=90)
+    stack.wait_ready(timeout=READY_TIMEOUT)
 
 
 def _redis(cleanup: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:

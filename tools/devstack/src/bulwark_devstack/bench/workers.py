@@ -42,7 +42,7 @@ class WorkersResult:
 
 def _with_workers(stack: Stack, n: int) -> None:
     stack.config.env.setdefault("api", {})["API_WORKERS"] = str(n)
-    stack.restart("api", timeout=120)
+    stack.restart("api", timeout=300)
 
 
 def run_workers(

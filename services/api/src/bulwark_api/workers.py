@@ -48,7 +48,18 @@ def supervise(settings: ApiSettings) -> int:
     sock.bind((settings.host, settings.port))
     sock.listen(2048)
     sock.set_inheritable(True)
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     for i in range(settings.workers):
         env = {**os.environ, WORKER_FD: str(sock.fileno()), WORKER_INDEX: str(i)}
         if i > 0:
@@ -61,17 +72,6 @@ def supervise(settings: ApiSettings) -> int:
             )
         )
     log.info("workers started", extra={"workers": settings.workers, "port": settings.port})
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
     while all(p.poll() is None for p in procs):
         time.sleep(0.2)
     status = next(p.returncode for p in procs if p.returncode is not None)

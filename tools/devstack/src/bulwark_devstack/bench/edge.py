@@ -128,7 +128,7 @@ def login_and_create_item(api_url: str, username: str, password: str) -> tuple[s
         )
         r.raise_for_status()
         token = str(r.json()["access_token"])
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         ids = []
         for _ in range(PAGE_ITEMS):
             r = client.post("/v1/items", content=CREATE_BODY, headers=headers)

@@ -16,7 +16,6 @@ from bulwark_common.runtime import Runtime
 from bulwark_devstack.stack import Stack
 from bulwark_devstack.testkit import bearer, sign_up
 
-
 CONSUMER_COMMANDS = (b"XREADGROUP", b"XAUTOCLAIM", b"XGROUP", b"XACK")
 
 

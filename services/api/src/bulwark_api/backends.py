@@ -37,6 +37,7 @@ class Backends:
     users: users_pb2_grpc.UsersServiceStub
     redis: aioredis.Redis
     engine: AsyncEngine
+    single: AsyncEngine  # self-contained statements (one INSERT): autocommit, own pool
     reads: Reads  # the hot single-SELECT reads (reads.py)
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
@@ -64,6 +65,9 @@ class Backends:
         )
         credentials = runtime.credentials() if settings.database_url else None
         engine = db.async_engine(settings.database_url, settings.data_dir, credentials=credentials)
+        single = db.async_engine(
+            settings.database_url, settings.data_dir, autocommit=True, credentials=credentials
+        )
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         redis = runtime.aio_redis(settings.redis_url)
 
@@ -82,11 +86,9 @@ class Backends:
             users=users_pb2_grpc.UsersServiceStub(users_channel),
             redis=redis,
             engine=engine,
-            # Single-statement reads: their own pool, always in autocommit.
+            single=single,
             reads=open_reads(
-                db.sync_url(settings.database_url, settings.data_dir),
-                db.async_engine(settings.database_url, settings.data_dir, autocommit=True),
-                credentials,
+                db.sync_url(settings.database_url, settings.data_dir), single, credentials
             ),
             sessions=db.sessions(engine),
             verifier=Verifier(
@@ -105,6 +107,7 @@ class Backends:
         await self.redis.aclose()
         await self.engine.dispose()
         await self.reads.close()
+        await self.single.dispose()
 
     async def readiness(self) -> dict[str, str]:
         """Ask every dependency at once; each answers "ok" or why not."""

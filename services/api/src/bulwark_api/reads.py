@@ -165,7 +165,7 @@ class EngineReads:
             return [r._mapping for r in (await conn.execute(stmt, dict(params))).all()]
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        return None  # the engine is the caller's (Backends.single)
 
 
 def open_reads(url: URL, engine: AsyncEngine, credentials: DatabaseCredentials | None) -> Reads:

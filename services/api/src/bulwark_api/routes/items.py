@@ -13,7 +13,7 @@ from typing import Annotated, Any, Protocol
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import Integer, Select, and_, bindparam, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, insert, or_, select
 
 from bulwark_api.db import Item
 from bulwark_api.deps import BackendsDep, require_scope
@@ -101,7 +101,7 @@ _OWN = and_(_ANY, ITEMS.c.owner_id == bindparam("owner"))
 _READ_ANY = select(ITEMS).where(_ANY)
 _READ_OWN = select(ITEMS).where(_OWN)
 _ITEM_FIELDS = tuple(ItemOut.model_fields)
-_INSERT = ITEMS.insert()
+_INSERT = insert(Item)
 
 
 def _page(all: bool, after_cursor: bool) -> Select[Any]:

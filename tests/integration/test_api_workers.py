@@ -14,10 +14,15 @@ from bulwark_devstack.testkit import bearer, sign_up
 
 
 def _children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (from /proc/<n>/stat's ppid field)."""
     kids: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        kids |= {int(k) for k in text}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.add(int(stat.parent.name))
     return kids
 
 

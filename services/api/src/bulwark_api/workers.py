@@ -10,6 +10,7 @@ orchestrator restarts the pod, as it would a single-process api."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -31,9 +32,18 @@ def inherited() -> bool:
 
 
 def inherited_socket() -> socket.socket | None:
-    """In a worker: the listening socket the supervisor passed down, else None."""
+    """In a worker: the listening socket the supervisor passed down, else None. A worker
+    also asks Linux for SIGTERM when the supervisor dies (even by SIGKILL): no orphan keeps
+    serving the port."""
     fd = os.environ.get(WORKER_FD)
-    return None if fd is None else socket.socket(fileno=int(fd))
+    if fd is None:
+        return None
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() == 1:  # the supervisor died before that
+            raise SystemExit("bulwark-api: the worker supervisor is gone")
+    return socket.socket(fileno=int(fd))
 
 
 def is_first() -> bool:

@@ -3,8 +3,8 @@
 Capacity is what the throughput runs measured (the protected read's and the login's median
 rounds). Here the load is paced to 50 % and 90 % of it (wrk's per-connection `delay`, or
 the asyncio generator's pause), so the latencies are those of a server with headroom, not of
-a saturated queue. Each service's resident memory (VmRSS) is read idle, before any paced run,
-and at its highest during them."""
+a saturated queue. Each service's resident memory (VmRSS) is read idle (started and ready,
+before any load of the bench) and at its highest during the paced runs."""
 
 from __future__ import annotations
 
@@ -105,8 +105,9 @@ def run_capacity(
     loadgen: LoadGenerator,
     seconds: float,
     pids: Mapping[str, int],
+    idle: Mapping[str, float],
 ) -> CapacityResult:
-    idle = {name: mib for name, pid in pids.items() if (mib := rss_mib(pid)) is not None}
+    """`idle`: each service's RSS right after start, before any load (`rss_of`)."""
     peak = PeakRss(pids)
     read: list[Paced] = []
     login: list[Paced] = []
@@ -131,7 +132,11 @@ def run_capacity(
                         script=script,
                     )
                     login.append(Paced(share, rate, result))
-    return CapacityResult(read_capacity, login_capacity, read, login, idle, peak.peak)
+    return CapacityResult(read_capacity, login_capacity, read, login, dict(idle), peak.peak)
+
+
+def rss_of(pids: Mapping[str, int]) -> dict[str, float]:
+    return {name: mib for name, pid in pids.items() if (mib := rss_mib(pid)) is not None}
 
 
 def print_capacity(cap: CapacityResult) -> None:

@@ -33,7 +33,12 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from bulwark_devstack import infra, vault
-from bulwark_devstack.bench.capacity import CapacityResult, print_capacity, run_capacity
+from bulwark_devstack.bench.capacity import (
+    CapacityResult,
+    print_capacity,
+    rss_of,
+    run_capacity,
+)
 from bulwark_devstack.bench.cpu import CpuMeter, Split, pinned, split_cpus
 from bulwark_devstack.bench.edge import EdgeResult, print_edge, run_edge
 from bulwark_devstack.bench.loadgen import WRK_HINT, LoadGenerator
@@ -168,6 +173,7 @@ def run(options: Options) -> dict[str, Any]:
         stack.provision_keys()
         stack.start_all()
         stack.wait_ready(timeout=READY_TIMEOUT)
+        idle_rss = rss_of({svc: p.pid for svc, p in stack.procs.items()})
         try:
             # A login costs ~100x an edge read: longer rounds, so each holds hundreds.
             login_seconds = 2 * options.seconds
@@ -215,6 +221,7 @@ def run(options: Options) -> dict[str, Any]:
                 loadgen=loadgen,
                 seconds=options.seconds,
                 pids={svc: p.pid for svc, p in stack.procs.items()},
+                idle=idle_rss,
             )
             print("api with 1 and 2 workers ...", flush=True)
             workers = run_workers(stack, edge, loadgen=loadgen, seconds=options.seconds)

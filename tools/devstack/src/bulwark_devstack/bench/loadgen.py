@@ -144,6 +144,8 @@ def run_wrk(
 ) -> LoadResult:
     # One wrk thread: one core for the load, the other for the server under test.
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    # A slow answer is a latency, not an error: wrk's default gives up after 2 s.
+    cmd += ["--timeout", "10s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     if script is not None:

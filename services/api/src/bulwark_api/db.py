@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, Index, String, Text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,6 +52,10 @@ def async_engine(
         common_db.use_credentials(engine, credentials)
     metrics.track_pool("autocommit" if autocommit else "transaction", engine.sync_engine)
     return engine
+
+
+def sync_url(url: str | None, data_dir: Path) -> URL:
+    return common_db.database_url(url, data_dir, "api")
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -104,11 +104,7 @@ _bearer = OAuth2PasswordBearer(
 )
 
 
-async def current_claims(
-    request: Request,
-    response: Response,
-    token: Annotated[str | None, Depends(_bearer)],
-) -> Claims:
+async def current_claims(request: Request, response: Response, token: str | None) -> Claims:
     """A verified, unrevoked, within-rate access token, or 401/429."""
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
@@ -173,14 +169,16 @@ async def _api_key_claims(
     return await api_key_claims(backends, response, key, limit_address)
 
 
-CurrentClaims = Annotated[Claims, Depends(current_claims)]
-
-
 def require_scope(scope: str) -> Any:
     """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403. Every
     protected route declares its scope this way (it shows in the OpenAPI document)."""
 
-    async def check(claims: CurrentClaims) -> Claims:
+    # One dependency node (plus the bearer scheme, which puts the scopes in the OpenAPI
+    # document): FastAPI's per-node cost is paid on every protected request.
+    async def check(
+        request: Request, response: Response, token: Annotated[str | None, Depends(_bearer)]
+    ) -> Claims:
+        claims = await current_claims(request, response, token)
         if scope not in claims.scopes:
             raise Problem(403, f"the access token lacks the scope {scope}", scope=scope)
         return claims

@@ -16,6 +16,7 @@ from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bulwark_api import reads
 from bulwark_api.schemas import ProblemOut
 
 log = logging.getLogger("bulwark.api")
@@ -213,6 +214,11 @@ def install(app: FastAPI) -> None:
             log.warning("database unavailable", extra={"error": type(exc).__name__})
             return _unavailable(request)
         return _internal(request, exc)
+
+    @app.exception_handler(reads.Unavailable)
+    async def _reads(request: Request, exc: reads.Unavailable) -> JSONResponse:
+        log.warning("database unavailable", extra={"error": str(exc)})
+        return _unavailable(request)
 
     @app.exception_handler(redis.RedisError)
     async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:

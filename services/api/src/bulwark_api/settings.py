@@ -49,6 +49,8 @@ class ApiSettings(ServiceSettings):
     # known before tokens carry it (rotate-keys waits longer than this).
     jwks_refresh_seconds: float = Field(10.0, gt=0, le=300)
     hsts_max_age_seconds: int = 63072000
+    # Processes serving the public port (workers.py); the chart sets it (services.api.env).
+    workers: int = Field(1, ge=1, le=64)
 
     @field_validator(
         "token_rate", "register_rate", "user_rate", "anonymous_rate", "client_rate", "api_key_rate"

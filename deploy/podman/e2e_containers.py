@@ -6,7 +6,12 @@ images, and the host ones are those every other suite uses (own databases, prefi
 per run). The service pods are the chart's rendered Deployments and Jobs (values-podman.yaml),
 played by `podman kube play` with two changes only, both forced by the missing cluster:
 host network (the datastores listen on loopback) and an AppRole login instead of a projected
-Kubernetes token (there is no TokenReview API to check one)."""
+Kubernetes token (there is no TokenReview API to check one).
+
+Two replicas of each service, as the chart runs them: the second of each listens on ports of
+its own (host network), and every caller's target names both replicas of its callee
+(`ipv4:127.0.0.1:P1,127.0.0.1:P2`), which the clients balance round_robin over mTLS, as they
+do over a headless Service's pod addresses in Kubernetes."""
 
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from bulwark_devstack import health as grpc_health
 from bulwark_devstack import vault as devvault
 from bulwark_devstack.infra import (
     drop_prefix,
@@ -35,17 +42,17 @@ from bulwark_devstack.infra import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chart_pods import NAMESPACE, as_pod, render, replica, service_of
 from private_postgres import private_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-NAMESPACE = "bulwark"
 SERVICES = ("users", "auth", "api")
+REPLICAS = tuple(f"{svc}-2" for svc in SERVICES)
 PODMAN = [
     "podman", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
     "--runtime", str(HERE / "runc-rlimits"),
 ]  # fmt: skip
-VAULT_LOGIN_DIR = "/var/run/secrets/vault"  # where the chart mounts the Vault login material
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -55,90 +62,6 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
             f"podman {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}"
         )
     return done
-
-
-def render(prefix: str, vault_addr: str, databases: dict[str, str], ports: dict[str, int]) -> Any:
-    sets = {
-        "vault.address": vault_addr,
-        "vault.prefix": prefix,
-        "fullnameOverride": prefix,  # pod names of this run only
-        "postgresql.port": next(iter(databases.values())).rsplit(":", 1)[1].split("/")[0],
-        "services.api.port": ports["api"],
-        "services.auth.port": ports["auth"],
-        "services.auth.healthPort": ports["auth-health"],
-        "services.users.port": ports["users"],
-        "services.users.healthPort": ports["users-health"],
-        # api's management port (where api has one): host network, so a free one.
-        "services.api.env.API_MANAGEMENT_PORT": ports["api-mgmt"],
-    }
-    sets |= {f"services.{svc}.database": db.rsplit("/", 1)[1] for svc, db in databases.items()}
-    out = subprocess.run(
-        [
-            str(ROOT / ".tools" / "bin" / "helm"), "template", "bulwark",
-            str(ROOT / "deploy" / "helm" / "bulwark"), "--namespace", NAMESPACE,
-            "--values", str(HERE / "values-podman.yaml"),
-            *(f"--set{'-string' if '.env.' in k else ''}={k}={v}" for k, v in sets.items()),
-        ],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def as_pod(doc: dict[str, Any], login: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """A rendered Deployment or Job as one Pod for `podman kube play`."""
-    spec = dict(doc["spec"]["template"]["spec"])
-    name = doc["metadata"]["name"]
-    spec["hostNetwork"] = True
-    spec["restartPolicy"] = "Never"
-    for key in ("serviceAccountName", "topologySpreadConstraints"):
-        spec.pop(key, None)
-    # The AppRole secret_id replaces the projected token, at the same path, readable by 10001.
-    secret_dir = workdir / "pods" / name
-    secret_dir.mkdir(parents=True)
-    secret = secret_dir / "secret-id"
-    secret.write_text(Path(login["BULWARK_VAULT_SECRET_ID_FILE"]).read_text())
-    for path, mode in ((secret, 0o400), (secret_dir, 0o500)):
-        os.chown(path, 10001, 10001)
-        path.chmod(mode)
-    spec["volumes"] = [
-        {"name": v["name"], "hostPath": {"path": str(secret_dir), "type": "Directory"}}
-        if v["name"] == "vault-token"
-        else v
-        for v in spec["volumes"]
-    ]
-    override = {
-        "BULWARK_VAULT_AUTH": "approle",
-        "BULWARK_VAULT_ROLE_ID": login["BULWARK_VAULT_ROLE_ID"],
-        "BULWARK_VAULT_SECRET_ID_FILE": f"{VAULT_LOGIN_DIR}/secret-id",
-    }
-    containers = []
-    for c in spec["containers"]:
-        env = [
-            e
-            for e in c["env"]
-            if e["name"] not in override and e["name"] != "BULWARK_VAULT_K8S_ROLE"
-        ]
-        env += [{"name": k, "value": v} for k, v in override.items()]
-        # Host network: the ports are the processes' own (podman refuses port mappings there).
-        containers.append({**{k: v for k, v in c.items() if k != "ports"}, "env": env})
-    spec["containers"] = containers
-    labels = doc["spec"]["template"]["metadata"]["labels"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": spec,
-    }
-
-
-def replica(pod: dict[str, Any], n: int, ports: dict[str, int]) -> dict[str, Any]:
-    """Replica n of a service pod: host network, so it listens on ports of its own."""
-    copy: dict[str, Any] = json.loads(json.dumps(pod))
-    copy["metadata"]["name"] = f"{pod['metadata']['name']}-{n}"
-    for c in copy["spec"]["containers"]:
-        c["env"] = [e for e in c["env"] if e["name"] not in ports]
-        c["env"] += [{"name": k, "value": str(v)} for k, v in ports.items()]
-    return copy
 
 
 def play(pod: dict[str, Any], workdir: Path) -> Path:
@@ -165,16 +88,26 @@ def run_job(pod: dict[str, Any], workdir: Path, timeout: float = 180) -> None:
         podman("kube", "down", str(path), check=False)
 
 
-def wait_ready(url: str, pods: list[dict[str, Any]], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+def wait_ready(what: str, ready: Callable[[], bool], pods: list[dict[str, Any]]) -> None:
+    deadline = time.monotonic() + 90
+    while not ready():
         if time.monotonic() > deadline:
             logs = "".join(podman("logs", container(p), check=False).stderr[-3000:] for p in pods)
-            raise RuntimeError(f"api not ready at {url} within {timeout:.0f}s:\n{logs}")
+            raise RuntimeError(f"{what} not ready within 90s:\n{logs}")
         time.sleep(0.5)
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=2).status_code == 200
+        return False
+
+    return ready
+
+
+def grpc_ready(port: int) -> Callable[[], bool]:
+    return lambda: grpc_health.check(f"127.0.0.1:{port}") == "SERVING"
 
 
 def create_admin(users_env: dict[str, str], database: str) -> tuple[str, str]:
@@ -243,7 +176,9 @@ def main() -> int:
         timings["datastores + vault setup"] = time.monotonic() - mark
         names = (
             *("api", "api-2", "api-mgmt", "api-2-mgmt"),
-            *("auth", "users", "auth-health", "users-health"),
+            *("auth", "auth-2", "auth-health", "auth-2-health", "auth-metrics", "auth-2-metrics"),
+            *("users", "users-2", "users-health", "users-2-health"),
+            *("users-metrics", "users-2-metrics"),
         )
         ports = {k: free_port() for k in names}
         docs = render(prefix, server.addr, databases, ports)
@@ -251,7 +186,7 @@ def main() -> int:
             d["metadata"]["name"].removeprefix(f"{prefix}-"): as_pod(
                 d,
                 provisioned.env[
-                    "auth-keys" if d["metadata"]["name"].endswith("rotate-keys") else _svc(d)
+                    "auth-keys" if d["metadata"]["name"].endswith("rotate-keys") else service_of(d)
                 ],
                 workdir,
             )
@@ -264,23 +199,32 @@ def main() -> int:
         run_job(pods["rotate-keys"], workdir)
         timings["migrate + first keys (job pods)"] = time.monotonic() - mark
         mark = time.monotonic()
-        # A second api replica (same Redis, databases, Vault) for the cross-replica checks.
-        replica_ports = {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
-        pods["api-2"] = replica(pods["api"], 2, replica_ports)
+        # The second replica of each service: same Redis, databases and Vault, own ports.
+        pods["api-2"] = replica(
+            pods["api"], 2, {"API_PORT": ports["api-2"], "API_MANAGEMENT_PORT": ports["api-2-mgmt"]}
+        )
+        for svc in ("auth", "users"):
+            own = {f"{svc.upper()}_PORT": ports[f"{svc}-2"]}
+            own[f"{svc.upper()}_HEALTH_PORT"] = ports[f"{svc}-2-health"]
+            own[f"{svc.upper()}_METRICS_PORT"] = ports[f"{svc}-2-metrics"]
+            pods[f"{svc}-2"] = replica(pods[svc], 2, own)
         played = []
-        for name in (*SERVICES, "api-2"):
+        for name in (*SERVICES, *REPLICAS):
             path = play(pods[name], workdir)
             stack.callback(podman, "kube", "down", str(path), check=False)
             played.append(pods[name])
+        for svc in ("users", "users-2", "auth", "auth-2"):
+            wait_ready(svc, grpc_ready(ports[f"{svc}-health"]), played)
         api_url = f"http://127.0.0.1:{ports['api']}"
-        wait_ready(f"{api_url}/readyz", played)
-        wait_ready(f"http://127.0.0.1:{ports['api-2']}/readyz", played)
-        timings["service pods ready"] = time.monotonic() - mark
+        for api in ("api", "api-2"):
+            wait_ready(api, http_ready(f"http://127.0.0.1:{ports[api]}/readyz"), played)
+        timings["service pods ready (2 replicas each)"] = time.monotonic() - mark
         admin, password = create_admin(provisioned.env["users"], databases["users"])
         client = devvault.issue_certificate(devvault.VaultDeployment(server, provisioned), "api")
         for part in ("key_pem", "cert_pem", "ca_pem"):
             (workdir / f"client.{part}").write_bytes(getattr(client, part))
-        description = describe(api_url, ports, workdir, {s: pods[s] for s in (*SERVICES, "api-2")})
+        running = {s: pods[s] for s in (*SERVICES, *REPLICAS)}
+        description = describe(api_url, ports, workdir, running)
         mark = time.monotonic()
         env = {
             **os.environ,
@@ -311,12 +255,6 @@ def main() -> int:
         print(f"e2e-containers: containers left behind: {left}", file=sys.stderr)
         return 1
     return code
-
-
-def _svc(doc: dict[str, Any]) -> str:
-    return str(
-        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
-    ).removeprefix("migrate-")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def test_docs_authorize_with_a_pasted_bearer_credential(
     page, problems = docs
     page.locator(".auth-wrapper .authorize").click()
     dialog = page.locator(".dialog-ux")
-    bearer = dialog.locator(".auth-container", has_text="bearerAuth")
+    bearer = dialog.locator(".auth-container", has_text="ApiKey")
     bearer.locator("input").fill(token)
     bearer.locator("button.authorize").click()
     expect(bearer.locator("button", has_text="Logout")).to_be_visible()

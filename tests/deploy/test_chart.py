@@ -110,19 +110,39 @@ def test_every_pod_is_restricted_read_only_and_limited(name: str, objects: dict[
             assert not image.endswith(":latest") and (":" in image.rsplit("/", 1)[-1]), who
 
 
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_grpc_services_are_headless_and_api_is_not(name: str, objects: dict[str, Docs]) -> None:
+    """auth and users: DNS gives their callers every ready pod to balance over; api keeps a
+    virtual IP for port-forward and the ingress. No Service exposes a probe port."""
+    services = {d["metadata"]["name"]: d["spec"] for d in objects[name] if d["kind"] == "Service"}
+    for svc, port in (("auth", 50051), ("users", 50052)):
+        assert services[f"bulwark-{svc}"].get("clusterIP") == "None"
+        assert [p["port"] for p in services[f"bulwark-{svc}"]["ports"]] == [port]
+    assert services["bulwark-api"].get("clusterIP") != "None"
+    assert [p["port"] for p in services["bulwark-api"]["ports"]] == [8080]
+
+
 @pytest.mark.parametrize("name", SETS)
 def test_services_probes_and_grace(name: str, objects: dict[str, Docs]) -> None:
     deployments = {d["metadata"]["name"]: d for d in objects[name] if d["kind"] == "Deployment"}
     for svc, port in (("auth", 51051), ("users", 51052)):
         c = deployments[f"bulwark-{svc}"]["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in PROBES:
             assert c[probe]["grpc"]["port"] == port  # the plaintext health-only port
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env[f"{svc.upper()}_HEALTH_PORT"] == str(port)
     api = deployments["bulwark-api"]["spec"]["template"]["spec"]
     api_c = api["containers"][0]
-    paths = {api_c[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
-    assert paths == {"/healthz", "/readyz"}
+    probes = {api_c[p]["httpGet"]["path"]: api_c[p]["httpGet"]["port"] for p in PROBES}
+    # The management port (API_MANAGEMENT_PORT): the public one answers clients only.
+    assert probes == {"/healthz": "metrics", "/readyz": "metrics"}
+    ports = {p["name"]: p["containerPort"] for p in api_c["ports"]}
+    env = {e["name"]: e.get("value") for e in api_c["env"]}
+    assert env["API_MANAGEMENT_PORT"] == str(ports["metrics"]) == "8081"
+    assert env["API_MANAGEMENT_HOST"] == "0.0.0.0"  # noqa: S104 (the kubelet probes the pod IP)
     for svc in ("api", "auth", "users"):
         spec = deployments[f"bulwark-{svc}"]["spec"]["template"]["spec"]
         assert spec["terminationGracePeriodSeconds"] > 10  # the services drain for 10 s

@@ -34,13 +34,17 @@ SERVICES = ("api", "auth", "users")
 
 
 def chart_copies() -> dict[Path, Path]:
-    """Chart copy -> source, for every file setup.sh and the bootstrap need."""
+    """Chart copy -> source, for every file setup.sh and the bootstrap need, and the
+    Grafana dashboard."""
     pairs = {
         CHART / "files" / "vault" / p.relative_to(VAULT_SOURCE): p
         for p in VAULT_SOURCE.rglob("*")
         if p.is_file() and p.name != "postgres-bootstrap.sql"
     }
     pairs[CHART / "files" / "postgres" / "bootstrap.sql"] = VAULT_SOURCE / "postgres-bootstrap.sql"
+    pairs[CHART / "files" / "grafana" / "bulwark.json"] = (
+        ROOT / "deploy" / "grafana" / "bulwark.json"
+    )
     return pairs
 
 
@@ -194,10 +198,17 @@ def test_service_env_follows_the_contract(
             assert s.health_port == ports["health"]
             assert pod["containers"][0]["readinessProbe"]["grpc"]["port"] == s.health_port
         issuers.add(s.issuer)
+        # The headless Services' DNS names: every ready pod, balanced by the client.
+        names = {
+            callee: f"dns:///bulwark-{callee}.{NAMESPACE}.svc.cluster.local:{p}"
+            for callee, p in (("auth", 50051), ("users", 50052))
+        }
         if svc == "api":
-            assert (s.auth_target, s.users_target) == ("bulwark-auth:50051", "bulwark-users:50052")
+            assert (s.auth_target, s.users_target) == (names["auth"], names["users"])
+            assert s.management_port == ports["metrics"] != s.port
+            assert pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == "metrics"
         if svc == "auth":
-            assert s.users_target == "bulwark-users:50052"
+            assert s.users_target == names["users"]
     assert len(issuers) == 1, "auth signs and api/users check one issuer"
 
 

@@ -27,9 +27,14 @@ PG, REDIS, VAULT = "10.20.0.0/24", "10.20.1.0/24", "10.20.2.0/24"
 # `ingress` (the ingress controller's pods), `otlp` (the collector's pods) or a CIDR. Kubelet
 # probes and port-forward do not cross policies.
 GRPC = {("api", "auth", "TCP 50051"), ("api", "users", "TCP 50052"), ("auth", "users", "TCP 50052")}
+# Prometheus (networkPolicy.metricsFrom) scrapes the metrics ports, nothing else.
+SCRAPE = {("prometheus", "api", "TCP 8081"), ("prometheus", "auth", "TCP 9051")} | {
+    ("prometheus", "users", "TCP 9052")
+}
 INTENDED: dict[str, set[tuple[str, str, str]]] = {
     "kind": {
         *GRPC,
+        *SCRAPE,
         *((c, "postgresql", "TCP 5432") for c in (*SERVICES, *MIGRATIONS, "openbao")),
         *((c, "redis", "TCP 6379") for c in (*SERVICES, "openbao")),
         *(
@@ -41,6 +46,7 @@ INTENDED: dict[str, set[tuple[str, str, str]]] = {
     },
     "production": {
         *GRPC,
+        *SCRAPE,
         ("ingress", "api", "TCP 8080"),
         *((c, PG, "TCP 5432") for c in (*SERVICES, *MIGRATIONS)),
         *((c, REDIS, "TCP 6380") for c in SERVICES),
@@ -60,6 +66,18 @@ kind: Namespace
 metadata: {name: observability, labels: {kubernetes.io/metadata.name: observability}}
 ---
 apiVersion: v1
+kind: Namespace
+metadata: {name: monitoring, labels: {kubernetes.io/metadata.name: monitoring}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: prometheus-0
+  namespace: monitoring
+  labels: {app.kubernetes.io/name: prometheus}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: ingress-nginx-controller
@@ -75,7 +93,12 @@ metadata:
   labels: {app.kubernetes.io/name: opentelemetry-collector}
 spec: {containers: [{name: c, image: x}]}
 """
-OUTSIDE = {"[kube-system]": "dns", "[ingress-nginx]": "ingress", "[observability]": "otlp"}
+OUTSIDE = {
+    "[kube-system]": "dns",
+    "[ingress-nginx]": "ingress",
+    "[observability]": "otlp",
+    "[monitoring]": "prometheus",
+}
 
 
 def _workloads(docs: Docs) -> dict[str, dict[str, str]]:

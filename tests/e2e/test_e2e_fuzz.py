@@ -7,6 +7,9 @@ How the run stays meaningful and repeatable:
   the handlers, not just the 401 path: `test_fuzz_as_user` calls every operation as a normal
   user, `test_fuzz_as_admin` calls the authenticated ones as an administrator (the admin-only
   user management, and the admin-only `owner`/`all` filters of the items list);
+- the machine-credential routes are fuzzed the same way: API keys as a user and as an admin
+  (keys die with the run's accounts), OAuth2 clients as an admin (the clients a case
+  registers are deleted at the end); a generated client id is a random UUID (404);
 - each operation gets its own freshly registered account (for the admin run, one promoted to
   admin by the target's admin), so the per-user limit (API_USER_RATE) of one operation does not
   turn the next one into 429s, and nothing one operation does to its account (e.g. a new email)
@@ -111,6 +114,7 @@ class Caller:
     items: dict[str, str] = field(default_factory=dict)
     victim: str | None = None
     created: list[str] = field(default_factory=list)
+    clients: list[str] = field(default_factory=list)
 
     def _headers(self) -> dict[str, str]:
         return {"X-Forwarded-For": random_ip()}
@@ -193,6 +197,8 @@ class Caller:
         return self.victim
 
     def cleanup(self) -> None:
+        for client_id in self.clients:
+            self._as_admin("DELETE", f"/v1/clients/{client_id}")
         for user_id in self.created:
             self._as_admin("DELETE", f"/v1/users/{user_id}")
 
@@ -245,6 +251,8 @@ def _run(case: Any, caller: Caller) -> None:
         acct = caller.account(label)
         case.body.update(grant_type="password", username=acct.username, password=acct.password)
     response = case.call_and_validate(headers=headers, checks=CHECKS)
+    if operation.path == "/v1/clients" and response.status_code == 201:
+        caller.clients.append(response.json()["client_id"])  # deleted by cleanup
     if authenticated and response.status_code == 401:
         # The case voided the caller's own tokens (role or password change): carry on with a
         # fresh token, so later cases reach the handler again.
@@ -267,7 +275,7 @@ def test_fuzz_as_user(case: Any, as_user: Caller) -> None:
 
 
 @(
-    schema.include(path_regex=r"^/v1/(users|items)")
+    schema.include(path_regex=r"^/v1/(users|items|clients)")
     .exclude(method="POST", path="/v1/users")
     .parametrize()
 )

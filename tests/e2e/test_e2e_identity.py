@@ -181,14 +181,15 @@ def test_scope_can_be_narrowed_not_widened(
     [
         ({}, "invalid_request"),
         ({"grant_type": "password", "username": "someone"}, "invalid_request"),
-        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+        ({"grant_type": "authorization_code"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, "invalid_client"),  # no client authentication
         ({"grant_type": "refresh_token"}, "invalid_request"),
         ({"grant_type": "refresh_token", "refresh_token": "nope"}, "invalid_grant"),
     ],
 )
 def test_token_endpoint_oauth_errors(http: httpx.Client, data: dict[str, str], error: str) -> None:
     r = http.post("/v1/auth/token", data=data)
-    assert r.status_code == 400, r.text
+    assert r.status_code == (401 if error == "invalid_client" else 400), r.text
     assert r.json()["error"] == error
     assert r.headers["cache-control"] == "no-store"
 

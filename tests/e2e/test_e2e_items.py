@@ -173,6 +173,14 @@ def test_cors_preflight_is_denied_for_unlisted_origins(http: httpx.Client) -> No
 def test_rate_limit_headers_on_authenticated_requests(
     http: httpx.Client, user_token: Callable[..., str]
 ) -> None:
-    r = http.get("/v1/items", headers=bearer(user_token()))
+    token = user_token()
+    r = http.get("/v1/items", headers=bearer(token))
     assert int(r.headers["ratelimit-limit"]) > 0
     assert int(r.headers["ratelimit-remaining"]) < int(r.headers["ratelimit-limit"])
+    # The routes that build their own response carry them too, each request counted.
+    created = http.post("/v1/items", json={"name": "counted"}, headers=bearer(token))
+    assert created.status_code == 201
+    read = http.get(created.headers["location"], headers=bearer(token))
+    assert read.status_code == 200
+    assert int(read.headers["ratelimit-remaining"]) < int(created.headers["ratelimit-remaining"])
+    assert int(created.headers["ratelimit-remaining"]) < int(r.headers["ratelimit-remaining"])

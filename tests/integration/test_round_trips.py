@@ -16,6 +16,8 @@ from bulwark_common.runtime import Runtime
 from bulwark_devstack.stack import Stack
 from bulwark_devstack.testkit import bearer, sign_up
 
+CONSUMER_COMMANDS = (b"XREADGROUP", b"XAUTOCLAIM", b"XGROUP", b"XACK")
+
 
 def test_protected_read_is_one_redis_round_trip(
     stack_factory: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
@@ -33,7 +35,11 @@ def test_protected_read_is_one_redis_round_trip(
     original = Connection.send_packed_command
 
     async def counting(self: Connection, command: Any, check_health: bool = True) -> None:
-        sends.append(1)
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        # Not the user-events consumer's polls (a background task; on a slow machine one of
+        # its cycles can fall inside the five reads).
+        if not any(name in packed for name in CONSUMER_COMMANDS):
+            sends.append(1)
         await original(self, command, check_health)
 
     monkeypatch.setattr(Connection, "send_packed_command", counting)

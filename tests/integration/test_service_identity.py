@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,18 @@ REQUESTS: dict[str, Any] = {
     "/bulwark.users.v1.UsersService/ListUsers": users_pb2.ListUsersRequest(limit=1),
     "/bulwark.users.v1.UsersService/UpdateUser": users_pb2.UpdateUserRequest(id="nobody"),
     "/bulwark.users.v1.UsersService/DeleteUser": users_pb2.DeleteUserRequest(id="nobody"),
+    "/bulwark.users.v1.UsersService/CreateApiKey": users_pb2.CreateApiKeyRequest(user_id="x"),
+    "/bulwark.users.v1.UsersService/ListApiKeys": users_pb2.ListApiKeysRequest(user_id="x"),
+    "/bulwark.users.v1.UsersService/DeleteApiKey": users_pb2.DeleteApiKeyRequest(user_id="x"),
+    "/bulwark.users.v1.UsersService/ResolveApiKey": users_pb2.ResolveApiKeyRequest(key_hash="0"),
+    "/bulwark.users.v1.UsersService/CreateClient": users_pb2.CreateClientRequest(),
+    "/bulwark.users.v1.UsersService/ListClients": users_pb2.ListClientsRequest(),
+    "/bulwark.users.v1.UsersService/DeleteClient": users_pb2.DeleteClientRequest(),
+    "/bulwark.users.v1.UsersService/VerifyClientCredentials": (
+        users_pb2.VerifyClientCredentialsRequest(client_id="x", client_secret="y")
+    ),
     "/bulwark.auth.v1.AuthService/IssueToken": auth_pb2.IssueTokenRequest(),
+    "/bulwark.auth.v1.AuthService/IssueClientToken": auth_pb2.IssueClientTokenRequest(),
     "/bulwark.auth.v1.AuthService/RefreshToken": auth_pb2.RefreshTokenRequest(),
     "/bulwark.auth.v1.AuthService/RevokeToken": auth_pb2.RevokeTokenRequest(),
     "/bulwark.auth.v1.AuthService/GetJwks": auth_pb2.GetJwksRequest(),
@@ -76,8 +88,8 @@ def _channel(stack: Stack, callee: str, material: TlsMaterial | None) -> grpc.Ch
     return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", callee)])
 
 
-def _call(channel: grpc.Channel, method: str, metadata: Any = None) -> Code:
-    request = REQUESTS[method]
+def _call(channel: grpc.Channel, method: str, metadata: Any = None, request: Any = None) -> Code:
+    request = request if request is not None else REQUESTS[method]
     reply_type = {
         "VerifyCredentials": users_pb2.VerifyCredentialsResponse,
         "ListUsers": users_pb2.ListUsersResponse,
@@ -86,6 +98,15 @@ def _call(channel: grpc.Channel, method: str, metadata: Any = None) -> Code:
         "RevokeToken": auth_pb2.RevokeTokenResponse,
         "IssueToken": auth_pb2.TokenResponse,
         "RefreshToken": auth_pb2.TokenResponse,
+        "IssueClientToken": auth_pb2.TokenResponse,
+        "CreateApiKey": users_pb2.CreatedApiKey,
+        "ListApiKeys": users_pb2.ListApiKeysResponse,
+        "DeleteApiKey": users_pb2.DeleteApiKeyResponse,
+        "ResolveApiKey": users_pb2.ApiKeyGrant,
+        "CreateClient": users_pb2.CreatedClient,
+        "ListClients": users_pb2.ListClientsResponse,
+        "DeleteClient": users_pb2.DeleteClientResponse,
+        "VerifyClientCredentials": users_pb2.VerifyClientCredentialsResponse,
     }.get(method.rsplit("/", 1)[1], users_pb2.User)
     call = channel.unary_unary(
         method,
@@ -197,6 +218,48 @@ def test_users_refuses_a_non_admin_token_on_admin_rpcs_even_from_api(
             metadata=[("authorization", f"Bearer {accounts['user']}")],
         )
         assert own.id == accounts["user_id"]
+
+
+def test_users_checks_machine_credentials_itself_even_from_api(
+    stack: Stack, identities: dict[str, TlsMaterial], accounts: dict[str, str]
+) -> None:
+    """API keys are forwarded as they came and checked by users against its own table; key
+    and client management follow users' own rules, whatever api says."""
+    r = httpx.post(
+        f"{stack.config.api_url}/v1/users/me/api-keys",
+        headers={"Authorization": f"Bearer {accounts['user']}"},
+        json={"name": "probe", "scopes": ["profile:read"], "expires_in_days": 1},
+    )
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+
+    def as_api(method: str, request: Any, credential: str | None) -> Code:
+        metadata = [("authorization", f"Bearer {credential}")] if credential else None
+        with _channel(stack, "users", identities["api"]) as channel:
+            return _call(channel, method, metadata, request)
+
+    users = "/bulwark.users.v1.UsersService/"
+    own = users_pb2.GetUserRequest(id=accounts["user_id"])
+    assert as_api(f"{users}GetUser", own, key) == Code.OK
+    assert as_api(f"{users}GetUser", own, "bwk_" + "A" * 43) == Code.PERMISSION_DENIED
+    assert as_api(f"{users}ListUsers", users_pb2.ListUsersRequest(limit=1), key) == (
+        Code.PERMISSION_DENIED
+    )
+    mint = users_pb2.CreateApiKeyRequest(
+        user_id=accounts["user_id"], name="x", scopes=["profile:read"], expires_in_seconds=60
+    )
+    assert as_api(f"{users}CreateApiKey", mint, key) == Code.PERMISSION_DENIED  # keys mint none
+    assert as_api(f"{users}CreateApiKey", mint, accounts["user"]) == Code.OK
+    other = users_pb2.ListApiKeysRequest(user_id=str(uuid.uuid4()))
+    assert as_api(f"{users}ListApiKeys", other, accounts["user"]) == Code.PERMISSION_DENIED
+    for method, request in (
+        ("ListClients", users_pb2.ListClientsRequest()),
+        ("CreateClient", users_pb2.CreateClientRequest(name="x", scopes=["items:read"])),
+    ):
+        assert as_api(f"{users}{method}", request, accounts["user"]) == Code.PERMISSION_DENIED
+    assert as_api(f"{users}ListClients", users_pb2.ListClientsRequest(), accounts["admin"]) == (
+        Code.OK
+    )
 
 
 @pytest.mark.parametrize("service", ["users", "auth", "api"])

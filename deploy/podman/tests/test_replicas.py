@@ -1,6 +1,6 @@
-"""Two api replicas share their state through Redis and auth (`make e2e-containers` starts
-the second one on its own port): revocation, per-IP limits and refresh rotation hold across
-them."""
+"""Two replicas of each service (`make e2e-containers` starts the second of each on its own
+ports): api's share their state through Redis and auth (revocation, per-IP limits and refresh
+rotation hold across them), and the callers of auth and users spread calls over both."""
 
 from __future__ import annotations
 
@@ -13,15 +13,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bulwark_devstack.health import calls_started
 from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
 
 
 @pytest.fixture(scope="module")
-def replicas() -> list[str]:
+def ports() -> dict[str, int]:
     path = os.environ.get("BULWARK_CONTAINERS")
     if not path:
         pytest.fail("run these through `make e2e-containers` (it starts the pods)", pytrace=False)
-    ports = json.loads(Path(path).read_text())["ports"]
+    return dict(json.loads(Path(path).read_text())["ports"])
+
+
+@pytest.fixture(scope="module")
+def replicas(ports: dict[str, int]) -> list[str]:
     return [f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['api-2']}"]
 
 
@@ -99,3 +104,47 @@ def test_refresh_rotated_through_one_replica_is_spent_for_the_other(
     # Reuse revoked the family on both replicas.
     r = one.post("/v1/auth/token", data={**grant, "refresh_token": second})
     assert r.json() == {"error": "invalid_grant"}
+
+
+GRPC_REPLICAS = ("auth", "auth-2", "users", "users-2")
+
+
+def test_each_replica_of_auth_and_users_serves_calls(
+    replicas: list[str], ports: dict[str, int]
+) -> None:
+    """Logins (api -> auth -> users) and profile reads (api -> users) through both api
+    replicas: each auth and users replica takes a fair share, counted by its own gRPC
+    server (channelz on its health-only port)."""
+
+    def served() -> dict[str, int]:
+        return {
+            r: calls_started(f"127.0.0.1:{ports[f'{r}-health']}", ports[r]) for r in GRPC_REPLICAS
+        }
+
+    name, password = unique_name(), strong_password()
+    with httpx.Client(base_url=replicas[0], timeout=10) as http:
+        r = http.post(
+            "/v1/users",
+            json={"username": name, "email": f"{name}@example.com", "password": password},
+            headers={"X-Forwarded-For": random_ip()},
+        )
+        assert r.status_code == 201, r.text
+    before = served()
+    for i in range(20):
+        with httpx.Client(base_url=replicas[i % 2], timeout=10) as http:
+            http.headers["X-Forwarded-For"] = random_ip()  # the token limit is per address
+            r = http.post(
+                "/v1/auth/token",
+                data={"grant_type": "password", "username": name, "password": password},
+            )
+            assert r.status_code == 200, r.text
+            me = http.get("/v1/users/me", headers=bearer(r.json()["access_token"]))
+            assert me.status_code == 200, me.text
+    after = served()
+    took = {r: after[r] - before[r] for r in GRPC_REPLICAS}
+    print(f"calls served per replica: {took}")
+    for svc in ("auth", "users"):
+        pair = (took[svc], took[f"{svc}-2"])
+        assert sum(pair) >= 20, took
+        # round_robin: about half each; pick_first (gRPC's default) would give one nothing.
+        assert min(pair) >= sum(pair) / 4, took

@@ -61,6 +61,9 @@ def test_create_admin_then_log_in_through_the_server(
     env = clean_env(
         USERS_DATABASE_URL=postgres_url,
         USERS_PORT=str(port),
+        # Free ports: a `make dev` on this machine holds the defaults.
+        USERS_HEALTH_PORT=str(infra.free_port()),
+        USERS_METRICS_PORT=str(infra.free_port()),
         REDIS_URL=redis_url,
         BULWARK_REDIS_PREFIX=redis_prefix,
         BULWARK_DATA_DIR=str(tmp_path / "data"),

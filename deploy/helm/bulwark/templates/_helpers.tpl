@@ -44,6 +44,14 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/* gRPC target of a service's pods, behind its headless Service: the DNS name resolves to
+every ready pod and the client balances round_robin over them.
+(dict "root" $ "component" "users") */}}
+{{- define "bulwark.grpcTarget" -}}
+{{- $svc := index .root.Values.services .component -}}
+dns:///{{ include "bulwark.fullname" .root }}-{{ .component }}.{{ .root.Release.Namespace }}.svc.{{ .root.Values.clusterDomain }}:{{ $svc.port }}
+{{- end }}
+
 {{/* The image of a service: (dict "root" $ "image" $svc.image) */}}
 {{- define "bulwark.image" -}}
 {{- $registry := default .root.Values.image.registry .root.Values.global.imageRegistry -}}

@@ -21,11 +21,25 @@ LEEWAY_SECONDS = 5
 
 
 class InvalidToken(Exception):
-    """The token must not be accepted; the message is safe to log, not to return."""
+    """The token must not be accepted; the message is safe to log, not to return.
+    `reason` is one of a few fixed words (a metric label): expired, bad_signature,
+    unknown_kid or invalid."""
+
+    reason = "invalid"
+
+
+class Expired(InvalidToken):
+    reason = "expired"
+
+
+class BadSignature(InvalidToken):
+    reason = "bad_signature"
 
 
 class UnknownKid(InvalidToken):
     """Signed by a key this verifier does not have (yet): a key refresh may help."""
+
+    reason = "unknown_kid"
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class Claims:
     scopes: frozenset[str]
     roles: frozenset[str]
     sid: str | None = None  # the refresh family the token came from
+    client_id: str | None = None  # an OAuth2 client's own token (client credentials)
+    key_id: str | None = None  # presented as an API key, not a token (never in a JWT)
 
     @property
     def is_admin(self) -> bool:
@@ -89,6 +105,10 @@ def verify(
             leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
         )
+    except jwt.ExpiredSignatureError:
+        raise Expired("rejected: expired") from None
+    except jwt.InvalidSignatureError:
+        raise BadSignature("rejected: bad signature") from None
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"rejected: {type(exc).__name__}") from None
     return claims_of(payload)
@@ -99,8 +119,10 @@ def claims_of(payload: dict[str, Any]) -> Claims:
     roles = payload.get("roles", [])
     iat = payload["iat"]
     sid = payload.get("sid")
+    client_id = payload.get("client_id")
     if (
         not (sid is None or isinstance(sid, str))
+        or not (client_id is None or isinstance(client_id, str))
         or not isinstance(scope, str)
         or not isinstance(roles, list)
         or not isinstance(iat, int | float)
@@ -116,4 +138,5 @@ def claims_of(payload: dict[str, Any]) -> Claims:
         scopes=frozenset(scope.split()),
         roles=frozenset(str(r) for r in roles),
         sid=sid,
+        client_id=client_id,
     )

@@ -10,6 +10,7 @@ touches a channel or an event loop, so asyncio needs no hand-off."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -202,14 +203,25 @@ class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ig
         return await continuation(details, request)
 
 
-# Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), and notice
-# dead peers behind idle connections.
+# Spread calls over every address the target names (`ipv4:a:p,b:p`, or a DNS name with one
+# record per replica, e.g. a headless Kubernetes Service): one connection per address and
+# round_robin over the ready ones. gRPC's default, pick_first, would pin every call to one
+# replica for the life of the connection. The policy is ours only: a DNS TXT record cannot
+# change it.
+LB_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+# Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), notice
+# dead peers behind idle connections, and re-resolve a DNS target at most once a second (the
+# default waits 30 s) when a replica goes away, so a rollout's new pods are found promptly.
 CHANNEL_OPTIONS = [
+    ("grpc.service_config", LB_SERVICE_CONFIG),
+    ("grpc.service_config_disable_resolution", 1),
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 30000),
     ("grpc.keepalive_timeout_ms", 5000),
+    ("grpc.dns_min_time_between_resolutions_ms", 1000),
 ]
 
 

@@ -12,15 +12,17 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from grpc_channelz.v1 import channelz
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
 
-from bulwark_common import deadlines
+from bulwark_common import deadlines, metrics
 from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
 from bulwark_common.credentials import server_credentials
 from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
 from bulwark_common.process import freeze_startup_heap
+from bulwark_common.rpcmetrics import ServerMetrics
 from bulwark_common.tls import CertSource
 
 # Clients live in bulwark_common.channels; grpcio.channel is the name services use.
@@ -31,7 +33,14 @@ log = logging.getLogger("bulwark.grpc")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-SERVER_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.so_reuseport", 0)]
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 1 << 20),
+    ("grpc.so_reuseport", 0),
+    # Clients resolve a replica set once per connection: ending each connection after a few
+    # minutes (GOAWAY; calls in flight finish) makes them re-resolve and find new replicas.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 60_000),
+]
 
 # A dependency check raises (anything) when the dependency is not usable.
 Check = Callable[[], None]
@@ -147,12 +156,16 @@ def build_server(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    channelz_on_health_port: bool = False,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
 ) -> Server:
     """With `tls`: the main port speaks mTLS only and `callers` is enforced before every
     handler (unlisted methods are denied). Without: plaintext, for dev without Vault.
+    `channelz_on_health_port`: grpc.channelz.v1 (per-server call counters, sockets) on the
+    health-only port too, for operators and the replica checks; off unless asked for.
     `interceptors` (the service's own) run after the caller check."""
     chain: list[grpc.ServerInterceptor] = [
+        ServerMetrics(),  # first: refused and failed calls are counted too
         server_interceptor(),  # type: ignore[no-untyped-call]
         deadlines.ServerDeadlines(),  # what is left of the caller's deadline, for our calls
     ]
@@ -189,6 +202,8 @@ def build_server(
             maximum_concurrent_rpcs=16,  # unauthenticated: bounded
         )
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, built.health_only)
+        if channelz_on_health_port:
+            channelz.add_channelz_servicer(built.health_only)
         built.health_port = _bind(built.health_only, f"{host}:{health_port}", name, None)
     return built
 
@@ -207,11 +222,14 @@ def serve(
     callers: Callers | None = None,
     health_port: int | None = None,
     reflection: bool = False,
+    channelz_on_health_port: bool = False,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
+    metrics_port: int | None = None,
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then finish in-flight calls and return.
 
-    `register` adds the servicers and returns their full service names."""
+    `register` adds the servicers and returns their full service names. `metrics_port`:
+    Prometheus exposition over plain HTTP (its own port: nothing else is served there)."""
     server = build_server(
         name=name,
         host=host,
@@ -223,11 +241,14 @@ def serve(
         callers=callers,
         health_port=health_port,
         reflection=reflection,
+        channelz_on_health_port=channelz_on_health_port,
         interceptors=interceptors,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # Before the gRPC server: a port that cannot be bound stops the process cleanly.
+    exporter = None if metrics_port is None else metrics.serve(host, metrics_port)
     freeze_startup_heap()
     server.start()
     log.info(
@@ -239,11 +260,14 @@ def serve(
             if server.health_port is None
             else f"{host}:{server.health_port}",
             "services": server.services,
+            "metrics_address": None if exporter is None else f"{host}:{exporter.server_port}",
         },
     )
     stop.wait()
     log.info("shutting down: draining in-flight calls", extra={"grace_seconds": grace_seconds})
     server.stop(grace_seconds)
+    if exporter is not None:
+        exporter.shutdown()
     if on_stop is not None:
         on_stop()
     log.info("stopped")

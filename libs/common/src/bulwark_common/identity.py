@@ -27,8 +27,23 @@ SUITE_CALLERS: Callers = {
     f"{_USERS}GetUser": frozenset({"api", "auth"}),
     **{
         f"{_USERS}{m}": frozenset({"api"})
-        for m in ("CreateUser", "ListUsers", "UpdateUser", "DeleteUser")
+        for m in (
+            "CreateUser",
+            "ListUsers",
+            "UpdateUser",
+            "DeleteUser",
+            # machine credentials: a user's API keys, admins' OAuth2 clients
+            "CreateApiKey",
+            "ListApiKeys",
+            "DeleteApiKey",
+            "ResolveApiKey",
+            "CreateClient",
+            "ListClients",
+            "DeleteClient",
+        )
     },
+    # the client_credentials grant, as VerifyCredentials is for the password grant
+    f"{_USERS}VerifyClientCredentials": frozenset({"auth"}),
     # users verifies admin tokens itself with auth's public keys, read from Vault (no
     # users -> auth edge).
     f"{_AUTH}*": frozenset({"api"}),

@@ -26,12 +26,13 @@ SECRET_KEYS = frozenset(
     }
 )
 # Secrets that slip into free text (messages, arguments, exception text, tracebacks):
-# bearer credentials, JWTs, our refresh tokens (bwr_...), argon2 hashes, and the value of
+# bearer credentials, JWTs, our refresh tokens, API keys and client secrets (bwr_, bwk_,
+# bwc_...), argon2 hashes, and the value of
 # any `password=...` / `"token": "..."` pair (quotes possibly JSON-escaped).
 _SECRET_TEXT = re.compile(
     r"(?P<bearer>Bearer\s+)[\w\-.~+/]+=*"
     r"|eyJ[\w-]+\.[\w-]+\.[\w-]*"
-    r"|bwr_[\w-]+"
+    r"|bw[rkc]_[\w-]+"
     r"|\$argon2(?:id|i|d)\$[^\s\"'\\]+"
     r"|(?P<key>\b(?:current_|new_)?(?:password|passwd|secret|client_secret|private_key"
     r"|access_token|refresh_token|token|authorization)(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)"

@@ -18,6 +18,10 @@ import time
 
 import redis
 
+from bulwark_common.metrics import REVOCATIONS
+
+_FAMILY, _TOKEN, _USER = (REVOCATIONS.labels(k) for k in ("family", "access_token", "user"))
+
 # A marker must outlive every token it voids: refresh tokens live up to 30 days (auth also
 # revokes older refresh families in its database when it meets a marker).
 USER_MARKER_TTL_SECONDS = 31 * 24 * 3600
@@ -38,15 +42,18 @@ def family_key(prefix: str, family_id: str) -> str:
 def revoke_family(client: redis.Redis, prefix: str, family_id: str, ttl_seconds: int) -> None:
     """`ttl_seconds`: at least the access-token lifetime, so the marker outlives them."""
     client.set(family_key(prefix, family_id), "1", ex=max(1, ttl_seconds))
+    _FAMILY.inc()
 
 
 def revoke_jti(client: redis.Redis, prefix: str, jti: str, expires_at: int) -> None:
     ttl = max(1, int(expires_at - time.time()) + 1)
     client.set(jti_key(prefix, jti), "1", ex=ttl)
+    _TOKEN.inc()
 
 
 def revoke_user_tokens(client: redis.Redis, prefix: str, user_id: str) -> None:
     client.set(user_key(prefix, user_id), f"{time.time():.3f}", ex=USER_MARKER_TTL_SECONDS)
+    _USER.inc()
 
 
 def is_void(

@@ -50,3 +50,8 @@ def allowed_scopes(roles: Iterable[str]) -> frozenset[str]:
 def admin_power(roles: Iterable[str], scopes: Iterable[str], scope: str) -> bool:
     """An admin power is used only by an admin whose token carries its scope."""
     return ADMIN in set(roles) and scope in set(scopes)
+
+
+# What an OAuth2 client (a service account, not a person) may be given: the resource scopes.
+# Profile scopes are about a person's account, admin powers need the admin role (people only).
+CLIENT_SCOPES = frozenset({ITEMS_READ, ITEMS_WRITE})

@@ -68,6 +68,9 @@ class ServiceSettings(VaultConfig):
     migrate_on_startup: bool | None = Field(
         None, validation_alias=env("BULWARK_MIGRATE_ON_STARTUP")
     )
+    # gRPC servers: grpc.channelz.v1 (per-server call counts, sockets) on the plaintext
+    # health-only port as well. Debug data, no secrets; off unless asked for.
+    grpc_channelz: bool = Field(False, validation_alias=env("BULWARK_GRPC_CHANNELZ"))
 
     @property
     def run_migrations_on_startup(self) -> bool:

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
-from bulwark_api import docs, events, problems
+from bulwark_api import docs, events, openapi, problems
 from bulwark_api.backends import Backends
 from bulwark_api.edge import EdgeMiddleware
-from bulwark_api.routes import health, items, oauth, sessions, users
+from bulwark_api.instrument import MetricsMiddleware
+from bulwark_api.routes import apikeys, clients, health, items, oauth, sessions, users
 from bulwark_api.settings import ApiSettings
 from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
@@ -65,9 +66,12 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     )
     app.state.settings = settings
     problems.install(app)
+    openapi.install(app)
     # Routes match in order: the hot resource routes first.
     app.include_router(items.router)
     app.include_router(users.router)
+    app.include_router(apikeys.router)
+    app.include_router(clients.router)
     app.include_router(oauth.router)
     app.include_router(sessions.router)
     app.include_router(health.router)
@@ -99,4 +103,6 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         hsts_max_age=settings.hsts_max_age_seconds,
     )
+    # Outermost of all: times and counts every answer, the edge's own ones too.
+    app.add_middleware(MetricsMiddleware)
     return app

@@ -16,6 +16,8 @@ from bulwark.users.v1 import users_pb2_grpc
 from bulwark_api import db
 from bulwark_api.enduser import ForwardAccessToken
 from bulwark_api.guard import Guard
+from bulwark_api.keyguard import KeyGuard
+from bulwark_api.reads import Reads, open_reads
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Verifier
 from bulwark_common import grpcio
@@ -36,10 +38,12 @@ class Backends:
     users: users_pb2_grpc.UsersServiceStub
     redis: aioredis.Redis
     engine: AsyncEngine
-    reader: AsyncEngine
+    single: AsyncEngine  # self-contained statements (one INSERT): autocommit, own pool
+    reads: Reads  # the hot single-SELECT reads (reads.py)
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     guard: Guard
+    keys: KeyGuard
 
     runtime: Runtime
 
@@ -63,6 +67,9 @@ class Backends:
         )
         credentials = runtime.credentials() if settings.database_url else None
         engine = db.async_engine(settings.database_url, settings.data_dir, credentials=credentials)
+        single = db.async_engine(
+            settings.database_url, settings.data_dir, autocommit=True, credentials=credentials
+        )
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         redis = runtime.aio_redis(settings.redis_url)
 
@@ -73,6 +80,7 @@ class Backends:
                 for k in reply.keys
             ]
 
+        guard = Guard(redis, settings.redis_prefix)
         return cls(
             settings=settings,
             auth_channel=auth_channel,
@@ -81,9 +89,9 @@ class Backends:
             users=users_pb2_grpc.UsersServiceStub(users_channel),
             redis=redis,
             engine=engine,
-            # Single-statement reads: their own pool, always in autocommit.
-            reader=db.async_engine(
-                settings.database_url, settings.data_dir, autocommit=True, credentials=credentials
+            single=single,
+            reads=open_reads(
+                db.sync_url(settings.database_url, settings.data_dir), single, credentials
             ),
             sessions=db.sessions(engine),
             verifier=Verifier(
@@ -92,7 +100,8 @@ class Backends:
                 audience=settings.audience,
                 min_refresh_seconds=settings.jwks_min_refresh_seconds,
             ),
-            guard=Guard(redis, settings.redis_prefix),
+            guard=guard,
+            keys=KeyGuard(redis, settings.redis_prefix, guard),
             runtime=runtime,
         )
 
@@ -101,7 +110,8 @@ class Backends:
         await self.users_channel.close()
         await self.redis.aclose()
         await self.engine.dispose()
-        await self.reader.dispose()
+        await self.reads.close()
+        await self.single.dispose()
 
     async def readiness(self) -> dict[str, str]:
         """Ask every dependency at once; each answers "ok" or why not."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bulwark_api import db, serving
+from bulwark_api import db, serving, workers
 from bulwark_api.app import create_app
 from bulwark_api.settings import ApiSettings
+from bulwark_common import metrics
 from bulwark_common.logging import setup_logging
 from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
@@ -25,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(ApiSettings, PROGRAM)
     setup_logging("api", settings.log_level)
+    if args.command != "migrate" and not workers.inherited():
+        # Before any worker writes its metric files (multi-process mode): drop earlier ones.
+        metrics.prepare_multiprocess_dir()
+        if settings.workers > 1:
+            raise SystemExit(workers.supervise(settings))
     runtime = Runtime.start(
         settings,
         service="api",
@@ -43,12 +49,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def _serve(settings: ApiSettings, runtime: Runtime) -> None:
     setup_tracing("api")
-    if settings.run_migrations_on_startup:
+    if settings.run_migrations_on_startup and workers.is_first():
         runtime.migrate(db.MIGRATIONS, settings.database_url, settings.data_dir)
     logging.getLogger("bulwark.api").info(
         "listening", extra={"address": f"http://{settings.host}:{settings.port}"}
     )
-    serving.run(create_app(settings, runtime), settings)
+    serving.run(create_app(settings, runtime), settings, workers.inherited_socket())
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, Index, String, Text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bulwark_common import db as common_db
+from bulwark_common import metrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,7 +50,12 @@ def async_engine(
     engine = create_async_engine(aurl, **common_db.engine_options(aurl, autocommit=autocommit))
     if credentials is not None and aurl.get_backend_name() == "postgresql":
         common_db.use_credentials(engine, credentials)
+    metrics.track_pool("autocommit" if autocommit else "transaction", engine.sync_engine)
     return engine
+
+
+def sync_url(url: str | None, data_dir: Path) -> URL:
+    return common_db.database_url(url, data_dir, "api")
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -10,9 +10,12 @@ from fastapi.security import OAuth2PasswordBearer
 
 from bulwark_api.backends import Backends
 from bulwark_api.enduser import ACCESS_TOKEN
+from bulwark_api.keyauth import api_key_claims
 from bulwark_api.problems import Problem
 from bulwark_api.settings import ApiSettings
 from bulwark_api.tokens import Claims, InvalidToken
+from bulwark_common.apikeys import API_KEY_PREFIX
+from bulwark_common.metrics import RATE_LIMITED, TOKENS_REFUSED
 from bulwark_common.netaddr import source_bucket
 from bulwark_common.scopes import SCOPES, USERS_ADMIN
 
@@ -64,14 +67,31 @@ async def client_bucket(request: Request, ip: ClientIP) -> str:
 ClientBucket = Annotated[str, Depends(client_bucket)]
 
 
+# Bound once: the label values are the names of the limits (API_*_RATE).
+_LIMITED = {
+    name: RATE_LIMITED.labels(name)
+    for name in ("token", "register", "user", "client", "api_key", "anonymous")
+}
+_REFUSED = {
+    reason: TOKENS_REFUSED.labels(reason)
+    for reason in ("missing", "expired", "bad_signature", "unknown_kid", "revoked", "invalid")
+}
+
+
 async def limit_anonymous(response: Response, backends: BackendsDep, bucket: ClientBucket) -> None:
-    await enforce_rate(response, backends, backends.settings.anonymous_rate, f"ip:{bucket}")
+    await enforce_rate(
+        response, backends, backends.settings.anonymous_rate, f"ip:{bucket}", "anonymous"
+    )
 
 
-async def enforce_rate(response: Response, backends: Backends, rate: str, ident: str) -> None:
+async def enforce_rate(
+    response: Response, backends: Backends, rate: str, ident: str, limit: str
+) -> None:
+    """`limit`: the limit's name, as the metric counts its refusals."""
     decision = await backends.guard.hit(rate, ident)
     response.headers.update(decision.headers())
     if not decision.allowed:
+        _LIMITED[limit].inc()
         raise Problem(429, "rate limit exceeded, retry later", headers=decision.headers())
 
 
@@ -84,15 +104,13 @@ _bearer = OAuth2PasswordBearer(
 )
 
 
-async def current_claims(
-    request: Request,
-    response: Response,
-    token: Annotated[str | None, Depends(_bearer)],
-) -> Claims:
+async def current_claims(request: Request, response: Response, token: str | None) -> Claims:
     """A verified, unrevoked, within-rate access token, or 401/429."""
     # Straight from app state, not via BackendsDep: every dependency node is paid for on
     # every request, and this one runs on all of them.
     backends: Backends = request.app.state.backends
+    if token and token.startswith(API_KEY_PREFIX):
+        return await _api_key_claims(request, response, backends, token)
     claims = backends.verifier.cached(token) if token else None
     if claims is None:
         # No token, or one not verified before: counted against the address first, so
@@ -100,24 +118,34 @@ async def current_claims(
         bucket = await client_bucket(request, await client_ip(request))
         await limit_anonymous(response, backends, bucket)
     if not token:
+        _REFUSED["missing"].inc()
         raise Problem(401, "a bearer access token is required")
     try:
         claims = claims or await backends.verifier.verify(token)
-    except InvalidToken:
+    except InvalidToken as exc:
+        _REFUSED[exc.reason].inc()
         raise Problem(
             401,
             "the access token is invalid or expired",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
+    settings = backends.settings
+    # An OAuth2 client's own token has a budget per client; a person's, per user.
+    rate, ident = (
+        (settings.client_rate, f"client:{claims.sub}")
+        if claims.client_id
+        else (settings.user_rate, f"user:{claims.sub}")
+    )
     result = await backends.guard.check(
-        backends.settings.user_rate,
-        f"user:{claims.sub}",
+        rate,
+        ident,
         user_id=claims.sub,
         jti=claims.jti,
         iat=claims.iat,
         family_id=claims.sid,
     )
     if result.revoked:
+        _REFUSED["revoked"].inc()
         raise Problem(
             401,
             "the access token has been revoked",
@@ -125,19 +153,32 @@ async def current_claims(
         )
     response.headers.update(result.rate.headers())
     if not result.rate.allowed:
+        _LIMITED["client" if claims.client_id else "user"].inc()
         raise Problem(429, "rate limit exceeded, retry later", headers=result.rate.headers())
     ACCESS_TOKEN.set(token)  # forwarded to users (enduser.py)
     return claims
 
 
-CurrentClaims = Annotated[Claims, Depends(current_claims)]
+async def _api_key_claims(
+    request: Request, response: Response, backends: Backends, key: str
+) -> Claims:
+    async def limit_address() -> None:
+        bucket = await client_bucket(request, await client_ip(request))
+        await limit_anonymous(response, backends, bucket)
+
+    return await api_key_claims(backends, response, key, limit_address)
 
 
 def require_scope(scope: str) -> Any:
     """`Annotated[Claims, require_scope("items:read")]`: the caller's claims, or 403. Every
     protected route declares its scope this way (it shows in the OpenAPI document)."""
 
-    async def check(claims: CurrentClaims) -> Claims:
+    # One dependency node (plus the bearer scheme, which puts the scopes in the OpenAPI
+    # document): FastAPI's per-node cost is paid on every protected request.
+    async def check(
+        request: Request, response: Response, token: Annotated[str | None, Depends(_bearer)]
+    ) -> Claims:
+        claims = await current_claims(request, response, token)
         if scope not in claims.scopes:
             raise Problem(
                 403,

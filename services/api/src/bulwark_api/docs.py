@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 
-from bulwark_api.problems import PROBLEM_JSON, Problem
+from bulwark_api.problems import Problem
 
 # The docs page and its assets: scripts, styles and images from api only, no inline script,
 # XHR to api only (the spec, the token endpoint, "Try it out").
@@ -46,10 +44,6 @@ PAGE = """<!doctype html>
 </html>
 """
 
-PROBLEM_REF = "#/components/schemas/ProblemOut"
-# Any bearer token: an access token, or an API key (`bwk_…`) pasted in "Authorize".
-BEARER_SCHEME = "bearerAuth"
-
 router = APIRouter(include_in_schema=False)
 
 
@@ -69,52 +63,5 @@ async def asset(name: str) -> FileResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Mount /docs, and complete the OpenAPI document: a plain bearer scheme beside OAuth2 on
-    every protected route, and the 415 of every JSON body."""
+    """Mount /docs (the OpenAPI document it shows is completed in openapi.py)."""
     app.include_router(router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            with_bearer(schema)
-            with_media_type_errors(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def with_bearer(schema: dict[str, Any]) -> None:
-    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes[BEARER_SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "Any bearer credential: an access token, or an API key (bwk_…)",
-    }
-    for item in schema.get("paths", {}).values():
-        for op in item.values():
-            security = op.get("security") if isinstance(op, dict) else None
-            if security and not any(BEARER_SCHEME in s for s in security):
-                op["security"] = [*security, {BEARER_SCHEME: []}]
-
-
-def with_media_type_errors(schema: dict[str, Any]) -> None:
-    """Every operation taking a JSON body may answer 415 (problems.invalid_request)."""
-    for item in schema.get("paths", {}).values():
-        for op in item.values():
-            if not isinstance(op, dict):
-                continue
-            body = op.get("requestBody", {}).get("content", {})
-            if "application/json" in body:
-                op.setdefault("responses", {}).setdefault(
-                    "415",
-                    {
-                        "description": "The body is not application/json",
-                        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
-                    },
-                )

@@ -31,33 +31,34 @@ class EdgeMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts_max_age: int) -> None:
         self.app = app
         self.max_body = max_body_bytes
-        self.base_headers = [
+        base = [
             (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer"),
             (b"cross-origin-resource-policy", b"same-origin"),
+            # Nothing api answers may be cached by intermediaries or browsers.
+            (b"cache-control", b"no-store"),
         ]
+        # Built once: the headers every response gets (unless the app set them itself).
+        self.strict = (*base, (b"content-security-policy", STRICT_CSP.encode()))
+        self.docs = (*base, (b"content-security-policy", DOCS_CSP.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        docs = path == "/docs" or path.startswith("/docs/")
-        csp = (DOCS_CSP if docs else STRICT_CSP).encode()
+        extra = self.docs if path == "/docs" or path.startswith("/docs/") else self.strict
         started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", []))
+                headers = list(message.get("headers", ()))
                 present = {k.lower() for k, _ in headers}
-                extra = [*self.base_headers, (b"content-security-policy", csp)]
-                # Nothing api answers may be cached by intermediaries or browsers.
-                extra.append((b"cache-control", b"no-store"))
-                headers += [(k, v) for k, v in extra if k not in present]
+                headers += [h for h in extra if h[0] not in present]
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -1,7 +1,7 @@
-"""api's side of users' events (bulwark_common.events): when a user is deleted, their items
-go too. A consumer group with acknowledgement after the delete, so an api that crashes
-mid-way gets the event again (its own pending entries on restart; another replica's after
-CLAIM_IDLE_MS). Deleting by owner is idempotent, so a second delivery is harmless."""
+"""api's side of users' events (bulwark_common.events): when a user (or an OAuth2 client) is
+deleted, their items go too. A consumer group with acknowledgement after the delete, so an
+api that crashes mid-way gets the event again (its own pending entries on restart; another
+replica's after CLAIM_IDLE_MS). Deleting by owner is idempotent: a second delivery is harmless."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ async def _handle(backends: Backends, stream: str, entries: list[Any]) -> None:
             continue
         kind = _text(fields.get(b"kind"))
         user_id = _text(fields.get(b"user_id"))
-        if kind == events.USER_DELETED and user_id:
+        # An OAuth2 client owns items as a user does (its id is its tokens' sub).
+        if kind in (events.USER_DELETED, events.CLIENT_DELETED) and user_id:
             async with backends.sessions.begin() as session:
                 result = await session.execute(delete(Item).where(Item.owner_id == user_id))
             audit("items.owner_deleted", user_id=user_id, items=result.rowcount)  # type: ignore[attr-defined]

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
 
 from bulwark_common import revocation
+from bulwark_common.metrics import REDIS_ROUNDTRIP
 
 INCR_EXPIRE = (
     importlib.resources.files("limits")
     .joinpath("resources/redis/lua_scripts/incr_expire.lua")
     .read_text()
 )
+
+# One pipelined round trip each: a rate limit alone, or revocation plus rate limit.
+_HIT_RTT = REDIS_ROUNDTRIP.labels("rate_limit")
+_CHECK_RTT = REDIS_ROUNDTRIP.labels("revocation_and_rate_limit")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,9 @@ class Guard:
         item = self.item(rate)
         pipe = self._redis.pipeline(transaction=False)
         self._queue_hit(pipe, item, ident)
+        start = time.perf_counter()
         count, pttl = await pipe.execute()
+        _HIT_RTT.observe(time.perf_counter() - start)
         return self._decide(item, int(count), int(pttl))
 
     async def check(
@@ -101,7 +109,9 @@ class Guard:
         # No family (a token issued before sid existed): a key that is never set.
         pipe.get(revocation.family_key(self._prefix, family_id or "-"))
         self._queue_hit(pipe, item, ident)
+        start = time.perf_counter()
         denied_jti, revoked_before, revoked_family, count, pttl = await pipe.execute()
+        _CHECK_RTT.observe(time.perf_counter() - start)
         return GuardResult(
             rate=self._decide(item, int(count), int(pttl)),
             revoked=revocation.is_void(denied_jti, revoked_before, iat, revoked_family),

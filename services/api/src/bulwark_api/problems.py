@@ -16,6 +16,7 @@ from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bulwark_api import reads
 from bulwark_api.schemas import ProblemOut
 
 log = logging.getLogger("bulwark.api")
@@ -70,11 +71,18 @@ class Problem(Exception):
 class OAuthError(Exception):
     """An RFC 6749 error body: {"error": ..., "error_description": ...}."""
 
-    def __init__(self, error: str, description: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.description = description
         self.status = status
+        self.headers = headers or {}
 
 
 def oauth_error_response(exc: OAuthError) -> JSONResponse:
@@ -82,7 +90,9 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
     if exc.description:
         body["error_description"] = exc.description
     return JSONResponse(
-        body, status_code=exc.status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        body,
+        status_code=exc.status,
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache", **exc.headers},
     )
 
 
@@ -201,6 +211,11 @@ def install(app: FastAPI) -> None:
             log.warning("database unavailable", extra={"error": type(exc).__name__})
             return _unavailable(request)
         return _internal(request, exc)
+
+    @app.exception_handler(reads.Unavailable)
+    async def _reads(request: Request, exc: reads.Unavailable) -> JSONResponse:
+        log.warning("database unavailable", extra={"error": str(exc)})
+        return _unavailable(request)
 
     @app.exception_handler(redis.RedisError)
     async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:

@@ -84,13 +84,21 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
-    # Absent in a browser session (it is in the cookie).
+    # Absent in a browser session (it is in the cookie) and for client_credentials
+    # (RFC 6749 4.4.3: no refresh token).
     refresh_token: str | None = None
     scope: str
 
 
 class OAuthErrorOut(BaseModel):
-    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"]
+    error: Literal[
+        "invalid_request",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_client",
+        "unauthorized_client",
+    ]
     error_description: str | None = None
 
 

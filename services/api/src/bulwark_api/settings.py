@@ -42,14 +42,21 @@ class ApiSettings(ServiceSettings):
     register_rate: Rate = "10/minute"
     user_rate: Rate = "600/minute"
     anonymous_rate: Rate = "300/minute"
+    # Per OAuth2 client (its tokens), and per API key (each key its own budget).
+    client_rate: Rate = "600/minute"
+    api_key_rate: Rate = "600/minute"
     # Do not ask auth for keys more often than this when an unknown kid shows up.
     jwks_min_refresh_seconds: float = Field(10.0, ge=0)
     # Keys are also refetched on this timer, so a key auth publishes ahead of a rotation is
     # known before tokens carry it (rotate-keys waits longer than this).
     jwks_refresh_seconds: float = Field(10.0, gt=0, le=300)
     hsts_max_age_seconds: int = 63072000
+    # Processes serving the public port (workers.py); the chart sets it (services.api.env).
+    workers: int = Field(1, ge=1, le=64)
 
-    @field_validator("token_rate", "register_rate", "user_rate", "anonymous_rate")
+    @field_validator(
+        "token_rate", "register_rate", "user_rate", "anonymous_rate", "client_rate", "api_key_rate"
+    )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         from limits import parse

@@ -103,7 +103,9 @@ def serve() -> None:
         tls=runtime.tls,
         callers=SUITE_CALLERS,
         health_port=settings.health_port,
+        metrics_port=settings.metrics_port or None,
         reflection=settings.environment == "dev",
+        channelz_on_health_port=settings.grpc_channelz,
     )
 
 

@@ -19,6 +19,14 @@ def invalid_grant() -> Abort:
     return Abort(grpc.StatusCode.UNAUTHENTICATED, "invalid_grant")
 
 
+def invalid_client() -> Abort:
+    return Abort(grpc.StatusCode.UNAUTHENTICATED, "invalid_client")
+
+
+def unauthorized_client() -> Abort:
+    return Abort(grpc.StatusCode.INVALID_ARGUMENT, "unauthorized_client")
+
+
 def invalid_request() -> Abort:
     return Abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid_request")
 

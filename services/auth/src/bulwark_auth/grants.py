@@ -32,6 +32,7 @@ from bulwark_auth.users_client import UsersClient
 from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
+from bulwark_common.metrics import LOGIN_BACKOFFS, LOGINS, REDIS_ROUNDTRIP, REFRESH_REUSE
 from bulwark_common.netaddr import source_bucket
 from bulwark_common.scopes import allowed_scopes
 
@@ -40,6 +41,8 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 - a token type name, not a secret
 MAX_TOKEN_LENGTH = 8192
 MAX_USERNAME_LENGTH = 256
 MAX_PASSWORD_LENGTH = 4096
+_LOGIN_OK, _LOGIN_FAILED, _LOGIN_BACKOFF = (LOGINS.labels(r) for r in ("ok", "failed", "backoff"))
+_THROTTLE_RTT = REDIS_ROUNDTRIP.labels("login_throttle")
 # api tolerates this much clock skew on exp: family markers outlive tokens by as much.
 ACCESS_LEEWAY_SECONDS = 60
 
@@ -83,8 +86,11 @@ class Grants:
         # guesses count as sequential ones). In backoff: refused unchecked, with the same
         # answer as a wrong password so the lock itself tells an attacker nothing.
         source = source_bucket(client_ip, self.settings.ipv6_bucket_prefix)
+        reserving = time.perf_counter()
         reservation = self.throttle.reserve(username, source)
+        _THROTTLE_RTT.observe(time.perf_counter() - reserving)
         if not reservation.allowed:
+            _LOGIN_BACKOFF.inc()
             audit("login.failure", username=username, client_ip=client_ip, reason="backoff")
             self.check_latency.imitate()  # as slow as a wrong password: no timing oracle
             raise invalid_grant()
@@ -92,6 +98,7 @@ class Grants:
         user = self.users.verify_credentials(username, password, client_ip)
         self.check_latency.record(time.perf_counter() - started)
         if user is None:
+            _LOGIN_FAILED.inc()
             audit(
                 "login.failure",
                 username=username,
@@ -100,6 +107,7 @@ class Grants:
                 failures=reservation.failures,
             )
             if reservation.backoff_seconds > 0:
+                LOGIN_BACKOFFS.inc()
                 audit(
                     "login.locked",
                     username=username,
@@ -109,6 +117,7 @@ class Grants:
                 )
             raise invalid_grant()
         self.throttle.succeeded(username, source)
+        _LOGIN_OK.inc()
         try:
             scopes = resolve_scope(request.scope, allowed_scopes(user.roles))
         except InvalidScope:
@@ -252,6 +261,7 @@ class Grants:
                 raise invalid_grant()
             families.revoke_family_in(session, row.family_id, now)
         self._void_access_tokens(row.family_id)
+        REFRESH_REUSE.inc()
         audit(
             "token.reuse_detected",
             user_id=row.user_id,

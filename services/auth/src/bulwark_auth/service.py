@@ -10,6 +10,7 @@ import redis
 
 from bulwark.auth.v1 import auth_pb2, auth_pb2_grpc
 from bulwark_auth.bruteforce import LoginThrottle
+from bulwark_auth.clientgrant import ClientCredentials
 from bulwark_auth.errors import rpc
 from bulwark_auth.grants import Grants
 from bulwark_auth.keys import Keyring
@@ -44,8 +45,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             window_seconds=settings.failure_window_seconds,
             account_free_failures=settings.backoff_account_free_failures,
         )
-        self.grants = Grants(
-            settings, db, redis_client, UsersClient(users_channel), self.tokens, self.throttle
+        users = UsersClient(users_channel)
+        self.grants = Grants(settings, db, redis_client, users, self.tokens, self.throttle)
+        self.clients = ClientCredentials(
+            users,
+            self.tokens,
+            settings.access_token_ttl_seconds,
+            redis_client,
+            settings.redis_prefix,
+            settings.client_tokens_per_minute,
         )
         self.revoker = Revoker(
             db, redis_client, settings.redis_prefix, self.tokens, settings.access_token_ttl_seconds
@@ -58,6 +66,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     @rpc
     def RefreshToken(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.grants.refresh(request)
+
+    @rpc
+    def IssueClientToken(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.clients.issue(request)
 
     @rpc
     def RevokeToken(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -21,6 +21,8 @@ class AuthSettings(ServiceSettings):
     health_port: int | None = Field(
         51051, ge=0, le=65535, validation_alias=env("AUTH_HEALTH_PORT", "BULWARK_HEALTH_PORT")
     )
+    # Prometheus /metrics over plain HTTP, on the same host (0: off). Never the gRPC port.
+    metrics_port: int = Field(9051, ge=0, le=65535)
     database_url: str | None = Field(
         None, validation_alias=env("AUTH_DATABASE_URL", "DATABASE_URL")
     )
@@ -47,6 +49,8 @@ class AuthSettings(ServiceSettings):
     backoff_account_free_failures: int = Field(20, ge=1, le=10_000)
     # Backoff is kept per source: IPv6 clients by this prefix (a host owns a whole /64).
     ipv6_bucket_prefix: int = Field(64, ge=32, le=128)
+    # client_credentials tokens one OAuth2 client may get per minute (clientgrant.py).
+    client_tokens_per_minute: int = Field(60, ge=1, le=100_000)
     max_workers: int = Field(16, ge=1, le=256)
 
     @property

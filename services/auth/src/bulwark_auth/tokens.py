@@ -62,6 +62,7 @@ class TokenIssuer:
         roles: Iterable[str],
         now: float | None = None,
         family_id: str | None = None,
+        client_id: str | None = None,
     ) -> AccessToken:
         # Millisecond float iat: api voids tokens with iat <= the user's revoked-before
         # marker, so a token issued right after a password change must compare later.
@@ -82,6 +83,9 @@ class TokenIssuer:
         if family_id is not None:
             # The refresh family it came from: revoking the family voids it at api too.
             claims["sid"] = family_id
+        if client_id is not None:
+            # RFC 9068: a client's own token (client credentials) names it; sub is the client.
+            claims["client_id"] = client_id
         token = jwt.encode(
             claims,
             key.private_key,

@@ -1,4 +1,4 @@
-"""The two users calls auth needs, over a deadline-bound channel."""
+"""The users calls auth needs, over a deadline-bound channel."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ class UsersClient:
         if not resp.ok or not resp.HasField("user") or resp.user.disabled:
             return None
         return resp.user
+
+    def verify_client(self, client_id: str, secret: str, client_ip: str) -> Any | None:
+        """The OAuth2 client when the id and secret match, else None."""
+        try:
+            resp = self._stub.VerifyClientCredentials(
+                users_pb2.VerifyClientCredentialsRequest(
+                    client_id=client_id, client_secret=secret, client_ip=client_ip
+                )
+            )
+        except grpc.RpcError as exc:
+            raise UsersUnavailable(_code_name(exc)) from None
+        return resp.client if resp.ok and resp.HasField("client") else None
 
     def get_user(self, user_id: str) -> Any | None:
         """The user, or None when it no longer exists."""

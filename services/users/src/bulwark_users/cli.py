@@ -121,7 +121,10 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
     if runtime.vault is not None:
         # users checks the end user behind api's calls itself, with auth's public keys.
         tokens = EndUserTokens(
-            PublicKeys(runtime.vault), issuer=settings.issuer, audience=settings.audience
+            PublicKeys(runtime.vault),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            api_keys=servicer.api_keys.claims,
         )
         interceptors.append(EndUserInterceptor(tokens, lambda _context: current_caller()))
 
@@ -144,7 +147,9 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
         tls=runtime.tls,
         callers=SUITE_CALLERS,
         health_port=settings.health_port,
+        metrics_port=settings.metrics_port or None,
         reflection=settings.environment == "dev",
+        channelz_on_health_port=settings.grpc_channelz,
         interceptors=interceptors,
     )
 

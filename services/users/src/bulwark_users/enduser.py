@@ -22,6 +22,7 @@ import grpc
 
 from bulwark_common import accesstokens
 from bulwark_common.accesstokens import Claims, InvalidToken, UnknownKid
+from bulwark_common.apikeys import API_KEY_PREFIX
 from bulwark_common.logging import audit
 
 log = logging.getLogger("bulwark.users.enduser")
@@ -74,9 +75,18 @@ class EndUserTokens:
     """Verified end-user claims from call metadata, cached until the token expires."""
 
     def __init__(
-        self, keys: PublicKeys, *, issuer: str, audience: str, cache_size: int = 10_000
+        self,
+        keys: PublicKeys,
+        *,
+        issuer: str,
+        audience: str,
+        cache_size: int = 10_000,
+        api_keys: Callable[[str], Claims | None] | None = None,
     ) -> None:
         self._keys = keys
+        # API keys (bwk_...) api forwards as they came: checked against our own table each
+        # time, never cached here (a deleted key must stop at once).
+        self._api_keys = api_keys
         self._issuer = issuer
         self._audience = audience
         self._cache: OrderedDict[str, Claims] = OrderedDict()
@@ -87,6 +97,8 @@ class EndUserTokens:
         token = _bearer(metadata)
         if token is None:
             return None
+        if token.startswith(API_KEY_PREFIX):
+            return self._api_keys(token) if self._api_keys is not None else None
         with self._lock:
             cached = self._cache.get(token)
         if cached is not None and cached.exp > time.time() - accesstokens.LEEWAY_SECONDS:
@@ -133,6 +145,22 @@ def _create(claims: Claims | None, request: Any) -> bool:
     return not request.roles or _admin(claims, request)
 
 
+def _own_keys(claims: Claims | None, request: Any) -> bool:
+    # A person's own keys; an OAuth2 client has none.
+    return claims is not None and claims.client_id is None and claims.sub == request.user_id
+
+
+def _new_key(claims: Claims | None, request: Any) -> bool:
+    # Not with a key: a leaked key must not be able to mint keys that outlive its revocation.
+    return _own_keys(claims, request) and claims is not None and claims.key_id is None
+
+
+def _verifying(_claims: Claims | None, _request: Any) -> bool:
+    # api resolving a key it was shown (there is no end user before that): the request
+    # carries the key's hash, which only someone holding the key can know.
+    return True
+
+
 # What api must prove about the end user, per users method. A method api may call but
 # that is missing here is refused (fail closed).
 RULES: dict[str, Callable[[Claims | None, Any], bool]] = {
@@ -141,6 +169,13 @@ RULES: dict[str, Callable[[Claims | None, Any], bool]] = {
     "ListUsers": _admin,
     "UpdateUser": _update,
     "DeleteUser": _admin,
+    "CreateApiKey": _new_key,
+    "ListApiKeys": _own_keys,
+    "DeleteApiKey": _own_keys,
+    "ResolveApiKey": _verifying,
+    "CreateClient": _admin,
+    "ListClients": _admin,
+    "DeleteClient": _admin,
 }
 # Callers that act on their own account of things, not for an end user.
 SERVICE_CALLERS = frozenset({"auth"})

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from bulwark_common.metrics import ARGON2_DURATION, ARGON2_QUEUE, ARGON2_WAIT, Observer
+
+_HASH_TIME, _VERIFY_TIME = ARGON2_DURATION.labels("hash"), ARGON2_DURATION.labels("verify")
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -75,8 +82,25 @@ class Passwords:
         # computation with the current parameters, like a real one.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
 
+    @contextmanager
+    def _slot(self, duration: Observer) -> Iterator[None]:
+        """A computation slot; the wait for it and the computation are measured."""
+        start = time.perf_counter()
+        ARGON2_QUEUE.inc()
+        try:
+            self._slots.acquire()
+        finally:
+            ARGON2_QUEUE.dec()
+        got = time.perf_counter()
+        ARGON2_WAIT.observe(got - start)
+        try:
+            yield
+        finally:
+            self._slots.release()
+            duration.observe(time.perf_counter() - got)
+
     def hash(self, password: str) -> str:
-        with self._slots:
+        with self._slot(_HASH_TIME):
             return self._hasher.hash(normalize(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
@@ -84,7 +108,7 @@ class Passwords:
         and is always False."""
         target = self._dummy_hash if password_hash is None else password_hash
         try:
-            with self._slots:
+            with self._slot(_VERIFY_TIME):
                 ok = self._hasher.verify(target, normalize(password))
         except (VerificationError, InvalidHashError):
             return False

@@ -49,6 +49,8 @@ class UsersSettings(ServiceSettings):
         "http://127.0.0.1:8080", validation_alias=env("USERS_ISSUER", "BULWARK_ISSUER")
     )
     audience: str = Field("bulwark-api", validation_alias=env("USERS_AUDIENCE", "BULWARK_AUDIENCE"))
+    # Prometheus /metrics over plain HTTP, on the same host (0: off). Never the gRPC port.
+    metrics_port: int = Field(9052, ge=0, le=65535)
     database_url: str | None = Field(
         None, validation_alias=env("USERS_DATABASE_URL", "DATABASE_URL")
     )

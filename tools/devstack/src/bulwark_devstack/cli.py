@@ -131,6 +131,8 @@ def run(
         auth_port=int(os.environ.get("AUTH_PORT", 50051)),
         api_port=int(os.environ.get("API_PORT", 8080)),
         management_port=int(os.environ.get("API_MANAGEMENT_PORT", 8081)),
+        users_metrics_port=int(os.environ.get("USERS_METRICS_PORT", 9052)),
+        auth_metrics_port=int(os.environ.get("AUTH_METRICS_PORT", 9051)),
         # Your own service settings (API_CORS_ORIGINS=..., BULWARK_ENV=...) reach the services;
         # the addresses that wire them together stay the runner's.
         env={
@@ -176,6 +178,8 @@ def run(
             f"curl -s http://127.0.0.1:{config.management_port}/readyz)\n"
             f"  auth   127.0.0.1:{config.auth_port}        (gRPC)\n"
             f"  users  127.0.0.1:{config.users_port}        (gRPC)\n"
+            f"  metrics {config.metrics_url('api')}, {config.metrics_url('auth')}, "
+            f"{config.metrics_url('users')}\n"
             f"  redis  {redis_note}\n"
             f"  vault  {vault.server.addr} (prefix {vault.prefix}: every secret, mTLS between "
             "the services)\n"

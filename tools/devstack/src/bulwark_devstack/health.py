@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STATES = frozenset(health_pb2.HealthCheckResponse.ServingStatus.keys())
@@ -47,6 +48,25 @@ def check(
         except grpc.RpcError as exc:
             return str(exc.code().name)
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def calls_started(health_address: str, port: int, timeout: float = 2.0) -> int:
+    """How many calls the gRPC server listening on `port` has received, from grpc.channelz.v1
+    on its process's health-only port (BULWARK_GRPC_CHANNELZ=true)."""
+    with grpc.insecure_channel(health_address) as channel:
+        stub = channelz_pb2_grpc.ChannelzStub(channel)
+        start = 0
+        while True:
+            page = stub.GetServers(
+                channelz_pb2.GetServersRequest(start_server_id=start), timeout=timeout
+            )
+            for server in page.server:
+                # Listener names carry the address asked for, e.g. "... ipv4:0.0.0.0:50051".
+                if any(ls.name.endswith(f":{port}") for ls in server.listen_socket):
+                    return int(server.data.calls_started)
+                start = server.ref.server_id + 1
+            if page.end or not page.server:
+                raise LookupError(f"no gRPC server listening on :{port} at {health_address}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,10 +25,20 @@ class MissingDependency(RuntimeError):
     """A real service the suite needs is not there; the message says how to get it."""
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before by this process: the kernel may offer a
+    just-closed port again, and a stack's eight ports must differ (one collision made a
+    service fail to bind)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def require_redis(url: str) -> None:
@@ -167,4 +177,14 @@ def check_tool(name: str) -> str:
     found = shutil.which(name)
     if not found:
         raise MissingDependency(f"{name} is not installed: run `make check-tools`")
+    return found
+
+
+def promtool() -> str:
+    """Prometheus's checker (`promtool check metrics|rules`), from the Debian package."""
+    found = shutil.which("promtool")
+    if not found:
+        raise MissingDependency(
+            "promtool is not installed: apt-get install prometheus (Debian; it provides promtool)"
+        )
     return found

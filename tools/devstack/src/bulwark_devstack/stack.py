@@ -31,6 +31,8 @@ WIRING = frozenset(
         "USERS_HEALTH_PORT",
         "AUTH_HEALTH_PORT",
         "API_MANAGEMENT_PORT",
+        "USERS_METRICS_PORT",
+        "AUTH_METRICS_PORT",
         "AUTH_USERS_TARGET",
         "API_AUTH_TARGET",
         "API_USERS_TARGET",
@@ -57,6 +59,9 @@ class StackConfig:
     vault: VaultDeployment | None = None
     users_health_port: int = 0
     auth_health_port: int = 0
+    # Prometheus exposition of users and auth (api's is on its management port).
+    users_metrics_port: int = 0
+    auth_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         self.users_port = self.users_port or free_port()
@@ -65,6 +70,8 @@ class StackConfig:
         self.users_health_port = self.users_health_port or free_port()
         self.auth_health_port = self.auth_health_port or free_port()
         self.management_port = self.management_port or free_port()
+        self.users_metrics_port = self.users_metrics_port or free_port()
+        self.auth_metrics_port = self.auth_metrics_port or free_port()
 
     @property
     def api_url(self) -> str:
@@ -76,6 +83,15 @@ class StackConfig:
     def health_port(self, service: str) -> int:
         """The plaintext port that answers only grpc.health.v1 (what a kubelet probes)."""
         return {"users": self.users_health_port, "auth": self.auth_health_port}[service]
+
+    def metrics_url(self, service: str) -> str:
+        """Where `service` answers Prometheus scrapes (never its public port)."""
+        port = {
+            "users": self.users_metrics_port,
+            "auth": self.auth_metrics_port,
+            "api": self.management_port,
+        }[service]
+        return f"http://127.0.0.1:{port}/metrics"
 
     def environment(self, service: str) -> dict[str, str]:
         env = {
@@ -93,6 +109,8 @@ class StackConfig:
                 "BULWARK_ISSUER": self.api_url,
                 "USERS_PORT": str(self.users_port),
                 "USERS_HEALTH_PORT": str(self.users_health_port),
+                "USERS_METRICS_PORT": str(self.users_metrics_port),
+                "AUTH_METRICS_PORT": str(self.auth_metrics_port),
                 "AUTH_PORT": str(self.auth_port),
                 "AUTH_HEALTH_PORT": str(self.auth_health_port),
                 "AUTH_USERS_TARGET": f"127.0.0.1:{self.users_port}",

@@ -214,13 +214,16 @@ class Running:
         return f"127.0.0.1:{self.server.health_port}"
 
 
-def start_echo_server(certs: StaticCerts, *, reflection: bool = False) -> Running:
-    """Started on free ports (main mTLS + health-only), SERVING; stop with .server.stop(0)."""
+def start_echo_server(
+    certs: StaticCerts, *, reflection: bool = False, port: int = 0, channelz: bool = False
+) -> Running:
+    """Started on `port` (0: a free one; main mTLS) and a free health-only port, SERVING;
+    stop with .server.stop(0)."""
     echo = Echo()
     server = grpcio.build_server(
         name="echo",
         host="127.0.0.1",
-        port=0,
+        port=port,
         register=echo.register,
         checks={},
         max_workers=8,
@@ -228,6 +231,7 @@ def start_echo_server(certs: StaticCerts, *, reflection: bool = False) -> Runnin
         callers=CALLERS,
         health_port=0,
         reflection=reflection,
+        channelz_on_health_port=channelz,
     )
     server.start()
     server.monitor.check_once()  # no checks: SERVING now, not at the monitor's first tick

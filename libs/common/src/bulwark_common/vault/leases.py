@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import hvac.exceptions
 import redis
 
+from bulwark_common import metrics
 from bulwark_common.vault._retry import Backoff, log, retry
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class DatabaseCredentials:
             on_error=lambda reason: vault.report(self._component, reason),
         )
         vault.spawn(f"vault-lease-{role}", self._run)
+        metrics.track_lease(role, self.seconds_to_expiry)
 
     def _now_lease(self) -> _Lease:
         lease = self._lease

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from bulwark_common import metrics
 from bulwark_common.tls import TlsMaterial, spiffe_id
 from bulwark_common.vault._retry import Backoff, log, retry
 
@@ -42,6 +43,7 @@ class PkiCertificates:
             on_error=lambda reason: vault.report(self._component, reason),
         )
         vault.spawn(f"vault-pki-{service}", self._run)
+        metrics.track_certificate(service, lambda: self.material().not_after - time.time())
 
     def material(self) -> TlsMaterial:
         material = self._material

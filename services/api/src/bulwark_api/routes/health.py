@@ -1,16 +1,17 @@
 """Liveness and readiness. The public port answers a status only (what is down is a map
 for an attacker); the management port (API_MANAGEMENT_PORT, not exposed to clients) has
-the details."""
+the details, and the Prometheus /metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bulwark_api.backends import Backends
 from bulwark_api.deps import BackendsDep
+from bulwark_common import metrics
 
 router = APIRouter(tags=["health"])
 management = APIRouter()
@@ -43,3 +44,11 @@ async def readyz_details(request: Request) -> Any:
     down = [name for name, state in checks.items() if state != "ok"]
     body = {"status": "unavailable" if down else "ok", "checks": checks}
     return JSONResponse(body, status_code=503 if down else 200)
+
+
+@management.get("/metrics")
+def metrics_exposition() -> Response:
+    # A plain def: collecting (and, with several workers, reading their files) runs in the
+    # thread pool, off the event loop the public port shares.
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -6,12 +6,14 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
+import orjson
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy import and_, bindparam, or_, select
+from fastapi.responses import Response
+from sqlalchemy import Integer, Select, and_, bindparam, insert, or_, select
 
 from bulwark_api.db import Item
 from bulwark_api.deps import BackendsDep, require_scope
@@ -26,7 +28,7 @@ router = APIRouter(tags=["items"])
 Reader = Annotated[Claims, require_scope(ITEMS_READ)]
 Writer = Annotated[Claims, require_scope(ITEMS_WRITE)]
 NOT_FOUND = "item not found"
-# Reads go through Core on the autocommit engine: one statement, one round trip.
+# Reads are prebuilt Core statements run by backends.reads (reads.py): one round trip.
 ITEMS = Item.__table__
 
 
@@ -57,8 +59,29 @@ def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _encode_cursor(item: ItemRow) -> str:
-    raw = json.dumps([_utc(item.created_at).isoformat(), item.id]).encode()
+def _item(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of the items table as ItemOut's JSON fields (datetimes as UTC)."""
+    return {f: row[f] for f in _ITEM_FIELDS}
+
+
+def _json(body: Any, sub: Response, status_code: int = 200) -> Response:
+    """The answer, with the headers the dependencies set on `sub` (the rate limit's):
+    FastAPI copies those only into responses it builds itself.
+
+    The rows are typed by the table: serialised once by orjson, no model in between (the
+    route's response_model still documents the shape). Naive datetimes are UTC (SQLite's),
+    written with a Z like pydantic does."""
+    out = Response(
+        orjson.dumps(body, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC),
+        status_code=status_code,
+        media_type="application/json",
+    )
+    out.headers.raw.extend(sub.headers.raw)
+    return out
+
+
+def _encode_cursor(item: Mapping[str, Any]) -> str:
+    raw = json.dumps([_utc(item["created_at"]).isoformat(), item["id"]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -77,6 +100,30 @@ _ANY = ITEMS.c.id == bindparam("id")
 _OWN = and_(_ANY, ITEMS.c.owner_id == bindparam("owner"))
 _READ_ANY = select(ITEMS).where(_ANY)
 _READ_OWN = select(ITEMS).where(_OWN)
+_ITEM_FIELDS = tuple(ItemOut.model_fields)
+_INSERT = insert(Item)
+
+
+def _page(all: bool, after_cursor: bool) -> Select[Any]:
+    """One keyset page, newest first: the owner's items (or every owner's), optionally after
+    a cursor. Rows inserted meanwhile are newer and never shift later pages."""
+    query = select(ITEMS)
+    if not all:
+        query = query.where(ITEMS.c.owner_id == bindparam("owner"))
+    if after_cursor:
+        created = bindparam("c_created", type_=ITEMS.c.created_at.type)
+        item_id = bindparam("c_id", type_=ITEMS.c.id.type)
+        query = query.where(
+            or_(
+                ITEMS.c.created_at < created,
+                and_(ITEMS.c.created_at == created, ITEMS.c.id < item_id),
+            )
+        )
+    order = query.order_by(ITEMS.c.created_at.desc(), ITEMS.c.id.desc())
+    return order.limit(bindparam("limit", type_=Integer))
+
+
+_PAGES = {(a, c): _page(a, c) for a in (False, True) for c in (False, True)}
 
 
 def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, str]]:
@@ -93,23 +140,25 @@ def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, st
     response_model=ItemOut,
     responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
 )
-async def create_item(body: ItemCreate, claims: Writer, backends: BackendsDep) -> Response:
+async def create_item(
+    body: ItemCreate, claims: Writer, backends: BackendsDep, response: Response
+) -> Response:
     now = datetime.now(UTC)
-    item = Item(
-        id=str(uuid.uuid4()),
-        owner_id=claims.sub,
-        name=body.name,
-        description=body.description,
-        created_at=now,
-        updated_at=now,
-    )
-    async with backends.sessions.begin() as session:
-        session.add(item)
-    return JSONResponse(
-        item_out(item).model_dump(mode="json"),
-        status_code=201,
-        headers={"Location": f"/v1/items/{item.id}"},
-    )
+    item = {
+        "id": str(uuid.uuid4()),
+        "owner_id": claims.sub,
+        "name": body.name,
+        "description": body.description,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # One INSERT is atomic on its own: the autocommit engine spares the BEGIN and COMMIT
+    # round trips and the ORM's unit of work (the session stays for multi-statement writes).
+    async with backends.single.connect() as conn:
+        await conn.execute(_INSERT, item)
+    out = _json(_item(item), response, 201)
+    out.headers["Location"] = f"/v1/items/{item['id']}"
+    return out
 
 
 @router.get(
@@ -119,33 +168,29 @@ async def create_item(body: ItemCreate, claims: Writer, backends: BackendsDep) -
 )
 async def list_items(
     claims: Reader,
+    response: Response,
     backends: BackendsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     owner: Annotated[uuid.UUID | None, Query(description="admins with items:admin")] = None,
     all: Annotated[bool, Query(description="admins with items:admin: every owner's")] = False,
-) -> ItemList:
+) -> Response:
     if (owner is not None or all) and not claims.may(ITEMS_ADMIN):
         raise Problem(
             403, "owner and all need the admin role and the scope items:admin", scope=ITEMS_ADMIN
         )
-    query = select(ITEMS)
+    params: dict[str, Any] = {"limit": limit + 1}
     if not all:
-        query = query.where(Item.owner_id == (str(owner) if owner else claims.sub))
+        params["owner"] = str(owner) if owner else claims.sub
     if cursor:
-        created, item_id = _decode_cursor(cursor)
-        # Keyset pagination: rows inserted meanwhile are newer and never shift later pages.
-        query = query.where(
-            or_(Item.created_at < created, and_(Item.created_at == created, Item.id < item_id))
-        )
-    query = query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
-    async with backends.reader.connect() as conn:
-        rows: list[Any] = list((await conn.execute(query)).all())
+        params["c_created"], params["c_id"] = _decode_cursor(cursor)
+    rows = await backends.reads.all(_PAGES[(all, bool(cursor))], params)
     page, more = rows[:limit], len(rows) > limit
-    return ItemList(
-        items=[item_out(i) for i in page],
-        next_cursor=_encode_cursor(page[-1]) if more else None,
-    )
+    body = {
+        "items": [_item(r) for r in page],
+        "next_cursor": _encode_cursor(page[-1]) if more else None,
+    }
+    return _json(body, response)
 
 
 @router.get(
@@ -153,14 +198,14 @@ async def list_items(
     response_model=ItemOut,
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
-async def get_item(item_id: uuid.UUID, claims: Reader, backends: BackendsDep) -> Response:
+async def get_item(
+    item_id: uuid.UUID, claims: Reader, backends: BackendsDep, response: Response
+) -> Response:
     _, read, params = _visible(claims, item_id)
-    async with backends.reader.connect() as conn:
-        item = (await conn.execute(read, params)).first()
+    item = await backends.reads.one(read, params)
     if item is None:
         raise Problem(404, NOT_FOUND)
-    # Serialised once by pydantic-core; returning the model would validate it a second time.
-    return Response(item_out(item).model_dump_json(), media_type="application/json")
+    return _json(_item(item), response)
 
 
 @router.patch(
@@ -189,11 +234,15 @@ async def update_item(
     status_code=204,
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
-async def delete_item(item_id: uuid.UUID, claims: Writer, backends: BackendsDep) -> Response:
+async def delete_item(
+    item_id: uuid.UUID, claims: Writer, backends: BackendsDep, response: Response
+) -> Response:
     where, _, params = _visible(claims, item_id)
     async with backends.sessions.begin() as session:
         item = await session.scalar(select(Item).where(where), params)
         if item is None:
             raise Problem(404, NOT_FOUND)
         await session.delete(item)
-    return Response(status_code=204)
+    out = Response(status_code=204)
+    out.headers.raw.extend(response.headers.raw)
+    return out

@@ -24,6 +24,7 @@ from bulwark_api.problems import (
     oauth_error_response,
     problem_responses,
 )
+from bulwark_api.routes import clientcreds
 from bulwark_api.schemas import Jwks, OAuthErrorOut, TokenOut, storable
 from bulwark_common.scopes import SCOPES
 
@@ -32,6 +33,7 @@ router = APIRouter(tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorOut, "description": "OAuth2 error (RFC 6749 5.2)"},
+    401: {"model": OAuthErrorOut, "description": "invalid_client (RFC 6749 5.2)"},
     403: {"model": OAuthErrorOut, "description": "Browser request refused (origin, CSRF)"},
     429: {**PROBLEM_RESPONSE, "description": "Too many requests from this address"},
     503: {**PROBLEM_RESPONSE, "description": "auth or users is unavailable"},
@@ -45,7 +47,7 @@ Field = Annotated[str | None, Form()]
 async def _rate_limit_token(
     response: Response, backends: BackendsDep, bucket: ClientBucket
 ) -> None:
-    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}")
+    await enforce_rate(response, backends, backends.settings.token_rate, f"token:{bucket}", "token")
 
 
 def _storable_or_invalid(*fields: str | None) -> None:
@@ -67,7 +69,8 @@ def _oauth_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
     "/v1/auth/token",
     response_model=TokenOut,
     responses=OAUTH_ERRORS,
-    summary="Issue tokens: password grant or refresh-token grant (rotated on every use)",
+    summary="Issue tokens: password grant, refresh-token grant (rotated on every use), or "
+    "client credentials (HTTP Basic or client_id + client_secret)",
     description="With the header `X-Bulwark-Session: cookie` (browser apps): the refresh "
     "token is set in an HttpOnly `__Host-` cookie and read from it, never in the body.",
     dependencies=[Depends(_rate_limit_token)],
@@ -81,10 +84,13 @@ async def token(
     password: Field = None,
     scope: Field = None,
     refresh_token: Field = None,
+    client_id: Field = None,
+    client_secret: Field = None,
 ) -> Response:
     # Every field is optional in the schema so that a missing one is an OAuth2
     # invalid_request, not a generic 422.
     _storable_or_invalid(grant_type, username, password, scope, refresh_token)
+    _storable_or_invalid(client_id, client_secret)
     cookie_mode = sessions.guard_browser(request)
     if grant_type == "refresh_token" and cookie_mode:
         refresh_token = sessions.session_refresh_token(request)
@@ -92,6 +98,16 @@ async def token(
         sessions.refuse_unheadered_cookie(request)
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type == clientcreds.GRANT or clientcreds.presents_client_auth(request, client_secret):
+        return await clientcreds.client_token(
+            backends,
+            request,
+            ip,
+            grant_type=grant_type,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=scope,
+        )
     try:
         if grant_type == "password":
             if not username or not password:
@@ -211,8 +227,8 @@ async def openid_configuration(backends: BackendsDep) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/v1/auth/token",
         "revocation_endpoint": f"{issuer}/v1/auth/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "grant_types_supported": ["password", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["password", "refresh_token", clientcreds.GRANT],
+        "token_endpoint_auth_methods_supported": ["none", *clientcreds.AUTH_METHODS],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": sorted(SCOPES),
     }

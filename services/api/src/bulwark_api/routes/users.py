@@ -43,7 +43,9 @@ def user_out(u: users_pb2.User) -> UserOut:
 async def _rate_limit_register(
     response: Response, backends: BackendsDep, bucket: ClientBucket
 ) -> None:
-    await enforce_rate(response, backends, backends.settings.register_rate, f"register:{bucket}")
+    await enforce_rate(
+        response, backends, backends.settings.register_rate, f"register:{bucket}", "register"
+    )
 
 
 @router.post(

@@ -1,17 +1,21 @@
-"""Edge hot-path benchmark: api's authenticated read against what it cannot go below.
+"""Edge benchmark: each of api's hot endpoints against its raw-driver floor (bench/raw.py,
+bench/rawgrpc.py): the same Redis pipeline and SQL (or gRPC hop) through the fastest
+maintained drivers, same FastAPI and uvicorn options, nothing else.
 
-  a  bare   a FastAPI endpoint answering static JSON (framework + server cost);
-  b  floor  the same I/O as a protected read: one pipelined Redis round trip + one PK SELECT;
-  c  api    GET /v1/items/{id} of the running api: bearer token verified (cached), revocation
-            and per-user rate limit in Redis, the item read with one SELECT, validated output.
+  GET /v1/items/{id}      a bare FastAPI (static JSON), the raw floor, api
+  GET /v1/items?limit=20  the raw floor (keyset page), api
+  GET /v1/users/me        the gRPC floor (pipeline + one grpc.aio call over mTLS to a
+                          minimal grpc.aio server doing one PK SELECT), api (-> users)
+  POST /v1/items          the raw floor (one INSERT), api
 
-Each server is one uvicorn worker; the targets are loaded in turns (ROUNDS rounds, median
-kept) with the same generator, request (path shape and Authorization header) and connection
-count."""
+Each server is one uvicorn worker; per endpoint the targets take turns (ROUNDS rounds) with
+the same generator, request (path, body, Authorization header) and connection count, and
+every ratio is the median of per-round ratios."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -23,50 +27,100 @@ from typing import Any
 import httpx
 
 from bulwark_devstack.bench.loadgen import LoadGenerator, LoadResult, median_ratio, median_run
+from bulwark_devstack.bench.raw import OWNER_HEADER
 from bulwark_devstack.infra import free_port
 from bulwark_devstack.stack import Stack
 
-TARGET_API_OVER_FLOOR = 0.7
 ROUNDS = 5
-TARGETS = {
-    "bare": "a  bare FastAPI, static JSON",
-    "floor": "b  floor: Redis pipeline + PK SELECT",
-    "api": "c  api GET /v1/items/{id}",
+PAGE_ITEMS = 25  # more than one page of 20
+CREATE_BODY = json.dumps({"name": "bench item", "description": "written by make bench"}).encode()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: str
+    label: str
+    ratio_label: str  # printed as `<ratio_label> = 0.NN`
+    target: float  # the ratio api / floor should reach (README: why these)
+    floor_label: str
+
+
+ENDPOINTS = {
+    "item": Endpoint(
+        "item",
+        "GET /v1/items/{id} (protected read)",
+        "c/raw-floor",
+        0.70,
+        "raw floor: hiredis pipeline + asyncpg PK SELECT",
+    ),
+    "list": Endpoint(
+        "list",
+        "GET /v1/items?limit=20 (keyset page)",
+        "list/raw-floor",
+        0.70,
+        "raw floor: hiredis pipeline + asyncpg page SELECT",
+    ),
+    "me": Endpoint(
+        "me",
+        "GET /v1/users/me (gRPC hop to users)",
+        "users-me/grpc-floor",
+        0.60,
+        "gRPC floor: pipeline + grpc.aio mTLS + asyncpg",
+    ),
+    "create": Endpoint(
+        "create",
+        "POST /v1/items",
+        "create/raw-floor",
+        0.50,
+        "raw floor: hiredis pipeline + asyncpg INSERT",
+    ),
 }
+P99_TARGET = 1.5  # api's p99 at most this many times the floor's (protected read)
 
 
 @dataclass(frozen=True)
 class EdgeResult:
     loadgen: str
     connections: int
-    results: dict[str, LoadResult]  # each target's median round
-    rounds: dict[str, list[LoadResult]]
-
-    def _ratio(self, num: str, den: str) -> float:
-        return median_ratio(self.rounds[num], self.rounds[den])
+    rounds: dict[str, dict[str, list[LoadResult]]]  # endpoint -> target -> rounds
+    paths: dict[str, str]  # endpoint -> request path
+    headers: dict[str, str]  # what every request carries
 
     @property
-    def api_over_bare(self) -> float:
-        return self._ratio("api", "bare")
+    def errors(self) -> int:
+        return sum(r.errors for t in self.rounds.values() for rs in t.values() for r in rs)
 
-    @property
-    def api_over_floor(self) -> float:
-        return self._ratio("api", "floor")
+    def result(self, endpoint: str, target: str) -> LoadResult:
+        return median_run(self.rounds[endpoint][target])
+
+    def ratio(self, endpoint: str, num: str = "api", den: str = "floor") -> float:
+        return median_ratio(self.rounds[endpoint][num], self.rounds[endpoint][den])
+
+    def p99_ratio(self, endpoint: str) -> float:
+        return self.result(endpoint, "api").p99_ms / max(
+            self.result(endpoint, "floor").p99_ms, 1e-9
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "loadgen": self.loadgen,
-            "connections": self.connections,
-            "results": {k: v.as_dict() for k, v in self.results.items()},
-            "rounds": {k: [r.as_dict() for r in v] for k, v in self.rounds.items()},
-            "api_over_bare": self.api_over_bare,
-            "api_over_floor": self.api_over_floor,
-            "target_api_over_floor": TARGET_API_OVER_FLOOR,
-        }
+        out: dict[str, Any] = {"loadgen": self.loadgen, "connections": self.connections}
+        for key, targets in self.rounds.items():
+            ep = ENDPOINTS[key]
+            out[key] = {
+                "label": ep.label,
+                "results": {t: median_run(r).as_dict() for t, r in targets.items()},
+                "rounds": {t: [x.as_dict() for x in r] for t, r in targets.items()},
+                "api_over_floor": self.ratio(key),
+                "target_api_over_floor": ep.target,
+                "p99_api_over_floor": self.p99_ratio(key),
+            }
+        out["item"]["api_over_bare"] = self.ratio("item", "api", "bare")
+        out["item"]["target_p99_api_over_floor"] = P99_TARGET
+        return out
 
 
-def login_and_create_item(api_url: str, username: str, password: str) -> tuple[str, str]:
-    """An access token and the id of an item it owns, made through api itself."""
+def login_and_create_item(api_url: str, username: str, password: str) -> tuple[str, str, str]:
+    """An access token, its subject, and the id of an item it owns (plus a page's worth
+    more for the list), made through api itself."""
     with httpx.Client(base_url=api_url, timeout=30) as client:
         r = client.post(
             "/v1/auth/token",
@@ -74,29 +128,33 @@ def login_and_create_item(api_url: str, username: str, password: str) -> tuple[s
         )
         r.raise_for_status()
         token = str(r.json()["access_token"])
-        r = client.post(
-            "/v1/items",
-            json={"name": "bench item", "description": "read by the edge benchmark"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        r.raise_for_status()
-        return token, str(r.json()["id"])
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        ids = []
+        for _ in range(PAGE_ITEMS):
+            r = client.post("/v1/items", content=CREATE_BODY, headers=headers)
+            r.raise_for_status()
+            ids.append(str(r.json()["id"]))
+        me = client.get("/v1/users/me", headers=headers)
+        me.raise_for_status()
+        return token, str(me.json()["id"]), ids[0]
 
 
 @contextlib.contextmanager
-def reference_server(kind: str, env: Mapping[str, str], log_dir: Path) -> Iterator[str]:
-    """Run `apps <kind>` until the block ends; yield its base URL."""
+def reference_server(
+    name: str, args: list[str], env: Mapping[str, str], log_dir: Path
+) -> Iterator[int]:
+    """Run `python -m <args> --port N` until the block ends; yield N."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"bench-{kind}.log", "ab") as log:
+    with open(log_dir / f"bench-{name}.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bulwark_devstack.bench.apps", kind, "--port", str(port)],
+            [sys.executable, "-m", *args, "--port", str(port)],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            yield f"http://127.0.0.1:{port}"
+            yield port
         finally:
             proc.terminate()
             try:
@@ -106,18 +164,18 @@ def reference_server(kind: str, env: Mapping[str, str], log_dir: Path) -> Iterat
                 proc.wait()
 
 
-def wait_ok(url: str, headers: Mapping[str, str], timeout: float = 30) -> None:
+def wait_ok(url: str, headers: Mapping[str, str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(url, headers=dict(headers), timeout=2)
+            r = httpx.get(url, headers=dict(headers), timeout=5)
             if r.status_code == 200:
                 return
             last = f"{r.status_code} {r.text[:200]}"
         except httpx.HTTPError as exc:
             last = repr(exc)
-        time.sleep(0.1)
+        time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s: {last}")
 
 
@@ -129,31 +187,92 @@ def run_edge(
     loadgen: LoadGenerator,
     warmup: float,
     seconds: float,
+    endpoints: list[str] | None = None,
 ) -> EdgeResult:
-    token, item_id = login_and_create_item(stack.config.api_url, username, password)
-    # Every target gets the same request, bearer header included, so request size is equal.
-    headers = {"Authorization": f"Bearer {token}"}
-    path = f"/v1/items/{item_id}"
-    # floor reads api's settings: same database URL, Redis URL and key prefix.
+    token, user_id, item_id = login_and_create_item(stack.config.api_url, username, password)
+    # Every target gets the same request: bearer header included (the floors ignore it and
+    # take the owner from their own header), so request sizes are equal.
+    headers = {"Authorization": f"Bearer {token}", OWNER_HEADER: user_id}
+    paths = {
+        "item": f"/v1/items/{item_id}",
+        "list": "/v1/items?limit=20",
+        "me": "/v1/users/me",
+        "create": "/v1/items",
+    }
     api_env = stack.config.environment("api")
     log_dir = stack.config.log_dir or stack.config.data_dir
-    results: dict[str, LoadResult] = {}
-    with (
-        reference_server("bare", api_env, log_dir) as bare,
-        reference_server("floor", api_env, log_dir) as floor,
-    ):
-        bases = {"bare": bare, "floor": floor, "api": stack.config.api_url}
-        for name, base in bases.items():
-            wait_ok(base + path, headers)
-            print(f"  {TARGETS[name]} ...", flush=True)
-            # Warm-up opens the pools and fills api's token cache; its numbers are dropped.
-            loadgen.run(base + path, headers, warmup)
-        # The targets take turns, ROUNDS times, and each keeps its median round: a burst of
-        # load from elsewhere on a shared machine then hits all three alike, not one of them.
-        rounds: dict[str, list[LoadResult]] = {name: [] for name in bases}
-        for _ in range(ROUNDS):
-            for name, base in bases.items():
-                rounds[name].append(loadgen.run(base + path, headers, seconds / ROUNDS))
-        for name, runs in rounds.items():
-            results[name] = median_run(runs)
-    return EdgeResult(loadgen.describe(), loadgen.connections, results, rounds)
+    bench = "bulwark_devstack.bench"
+    with contextlib.ExitStack() as servers:
+
+        def start(name: str, args: list[str], env: Mapping[str, str]) -> str:
+            port = servers.enter_context(reference_server(name, args, env, log_dir))
+            return f"http://127.0.0.1:{port}"
+
+        bare = start("bare", [f"{bench}.apps", "bare"], api_env)
+        raw = start("raw-items", [f"{bench}.raw", "items"], api_env)
+        grpc_port = servers.enter_context(
+            reference_server(
+                "raw-users-grpc",
+                [f"{bench}.raw", "users-grpc"],
+                stack.config.environment("users"),
+                log_dir,
+            )
+        )
+        me_env = {**api_env, "BENCH_GRPC_TARGET": f"127.0.0.1:{grpc_port}"}
+        raw_me = start("raw-me", [f"{bench}.raw", "me"], me_env)
+        api = stack.config.api_url
+        plan: dict[str, dict[str, str]] = {
+            "item": {"bare": bare, "floor": raw, "api": api},
+            "list": {"floor": raw, "api": api},
+            "me": {"floor": raw_me, "api": api},
+            "create": {"floor": raw, "api": api},
+        }
+        rounds: dict[str, dict[str, list[LoadResult]]] = {}
+        for key in endpoints or list(plan):
+            targets, path = plan[key], paths[key]
+            body = CREATE_BODY if key == "create" else None
+            print(f"  {ENDPOINTS[key].label} ...", flush=True)
+            for base in targets.values():
+                if body is None:
+                    wait_ok(base + path, headers)
+                # Warm-up opens the pools and fills api's token cache; not counted.
+                loadgen.run(base + path, headers, warmup, body=body)
+            # Turns, ROUNDS times: a burst of load from elsewhere on a shared machine then
+            # hits every target alike, not one of them.
+            rounds[key] = {name: [] for name in targets}
+            for _ in range(ROUNDS):
+                for name, base in targets.items():
+                    result = loadgen.run(base + path, headers, seconds / ROUNDS, body=body)
+                    rounds[key][name].append(result)
+    return EdgeResult(
+        loadgen.describe(),
+        loadgen.connections,
+        rounds,
+        paths,
+        headers,
+    )
+
+
+def print_edge(edge: EdgeResult, verdict: Any) -> None:
+    print(f"\nEdge hot paths, {edge.loadgen}, one uvicorn worker each, {ROUNDS} rounds in turn")
+    print(f"  {'':58} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    for key in edge.rounds:
+        ep = ENDPOINTS[key]
+        print(f"  {ep.label}")
+        labels = {"bare": "a  bare FastAPI, static JSON", "floor": ep.floor_label, "api": "c  api"}
+        for name in edge.rounds[key]:
+            r = edge.result(key, name)
+            print(f"    {labels[name]:56} {r.requests_per_s:9.0f} {r.p50_ms:9.2f} {r.p99_ms:9.2f}")
+        if key == "item":
+            print(f"    c/a = {edge.ratio('item', 'api', 'bare'):.2f}")
+        ratio = edge.ratio(key)
+        print(f"    {ep.ratio_label} = {ratio:.2f}   ({verdict(ratio, ep.target)})")
+        rounds = ", ".join(
+            f"{n.requests_per_s / d.requests_per_s:.2f}"
+            for n, d in zip(edge.rounds[key]["api"], edge.rounds[key]["floor"], strict=True)
+        )
+        print(f"    (per round: {rounds})")
+        if key == "item":
+            p99 = edge.p99_ratio(key)
+            met = "met" if p99 <= P99_TARGET else "ABOVE"
+            print(f"    p99 api / floor = {p99:.2f}x   (target <= {P99_TARGET:.2f}x: {met})")

@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
@@ -89,10 +90,41 @@ class LoadGenerator:
             return f"wrk -t1 -c{self.connections}"
         return f"asyncio generator, {self.connections} connections"
 
-    def run(self, url: str, headers: Mapping[str, str], seconds: float) -> LoadResult:
+    def run(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        seconds: float,
+        *,
+        body: bytes | None = None,
+        rate: float | None = None,
+    ) -> LoadResult:
+        """GET (or POST `body`) as fast as the server answers, or paced at about `rate`
+        requests/s in all (for latency at a given share of capacity)."""
         if self.wrk:
-            return run_wrk(self.wrk, url, headers, self.connections, seconds)
-        return run_async(http_load(url, headers, self.connections, seconds))
+            with tempfile.TemporaryDirectory(prefix="bulwark-wrk-") as tmp:
+                script = None
+                if body is not None or rate is not None:
+                    script = Path(tmp) / "request.lua"
+                    script.write_text(wrk_lua(body, rate, self.connections))
+                return run_wrk(self.wrk, url, headers, self.connections, seconds, script=script)
+        return run_async(http_load(url, headers, self.connections, seconds, body, rate))
+
+
+def wrk_lua(body: bytes | None, rate: float | None, connections: int) -> str:
+    """A wrk script: POST with a JSON body, and/or a pause between a connection's requests
+    so that all connections together send about `rate` per second."""
+    lines = []
+    if body is not None:
+        literal = body.decode().replace("\\", "\\\\").replace('"', '\\"')
+        lines += [
+            'wrk.method = "POST"',
+            f'wrk.body = "{literal}"',
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
+    if rate is not None:
+        lines += [f"function delay() return {1000 * connections / rate:.3f} end"]
+    return "\n".join(lines) + "\n"
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -112,6 +144,8 @@ def run_wrk(
 ) -> LoadResult:
     # One wrk thread: one core for the load, the other for the server under test.
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    # A slow answer is a latency, not an error: wrk's default gives up after 2 s.
+    cmd += ["--timeout", "10s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     if script is not None:
@@ -165,14 +199,23 @@ def run_async(coro: Coroutine[Any, Any, LoadResult]) -> LoadResult:
 
 
 async def http_load(
-    url: str, headers: Mapping[str, str], connections: int, seconds: float
+    url: str,
+    headers: Mapping[str, str],
+    connections: int,
+    seconds: float,
+    body: bytes | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    method = "GET" if body is None else "POST"
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+    pause = connections / rate if rate else 0.0
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -187,6 +230,8 @@ async def http_load(
                 latencies.append(time.perf_counter() - started)
                 if not 200 <= status < 400:
                     errors += 1
+                if pause:
+                    await asyncio.sleep(pause)
         finally:
             writer.close()
 

@@ -1,6 +1,8 @@
 """`make bench`: one private stack, both benchmarks, a table and `.data/bench/results.json`.
 
 Environment:
+  BENCH_QUICK=1            a short run (3 s per target, 1 s warm-up, no dedicated-CPU
+                           login run): a smoke test of the bench, not numbers to quote
   BENCH_SECONDS            measured seconds per target, split over alternating rounds
                            (default 10; the login rounds get twice as long, see below)
   BENCH_WARMUP_SECONDS     warm-up seconds before each run, not counted (default 2)
@@ -31,11 +33,18 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from bulwark_devstack import infra, vault
+from bulwark_devstack.bench.capacity import (
+    CapacityResult,
+    print_capacity,
+    rss_of,
+    run_capacity,
+)
 from bulwark_devstack.bench.cpu import CpuMeter, Split, pinned, split_cpus
-from bulwark_devstack.bench.edge import TARGET_API_OVER_FLOOR, TARGETS, EdgeResult, run_edge
+from bulwark_devstack.bench.edge import EdgeResult, print_edge, run_edge
 from bulwark_devstack.bench.loadgen import WRK_HINT, LoadGenerator
 from bulwark_devstack.bench.login import ROUNDS as LOGIN_ROUNDS
 from bulwark_devstack.bench.login import TARGET_RATIO, LoginResult, register, run_login
+from bulwark_devstack.bench.workers import WorkersResult, print_workers, run_workers
 from bulwark_devstack.stack import SERVICES, Stack, StackConfig
 
 # Limits high enough never to answer 429 during a run. Nothing else is weakened: argon2,
@@ -48,6 +57,8 @@ STACK_ENV = {
         "API_USER_RATE": HIGH_RATE,
     }
 }
+# Generous: on a loaded shared machine three Python services can take minutes to start.
+READY_TIMEOUT = 300
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -60,6 +71,7 @@ class Options:
     connections: int
     users: int
     force_python_loadgen: bool
+    quick: bool
 
     @classmethod
     def from_env(cls) -> Options:
@@ -73,9 +85,10 @@ class Options:
                 raise SystemExit(f"make bench: {name} must be positive")
             return value
 
+        quick = os.environ.get("BENCH_QUICK") == "1"
         return cls(
-            seconds=number("BENCH_SECONDS", 10),
-            warmup=number("BENCH_WARMUP_SECONDS", 2),
+            seconds=number("BENCH_SECONDS", 3 if quick else 10),
+            warmup=number("BENCH_WARMUP_SECONDS", 1 if quick else 2),
             # Twice the cores: a login waits on network hops between its CPU bursts, so with
             # one per core the cores idle and the run measures latency, not throughput. The
             # raw argon2 rate is the same at either concurrency (the cores are the limit).
@@ -83,6 +96,7 @@ class Options:
             connections=int(number("BENCH_CONNECTIONS", 16)),
             users=int(number("BENCH_USERS", 8)),
             force_python_loadgen=os.environ.get("BENCH_LOADGEN") == "python",
+            quick=quick,
         )
 
 
@@ -148,7 +162,7 @@ def run(options: Options) -> dict[str, Any]:
             redis_url=redis_url,
             redis_prefix=prefix,
             database_urls=dict(database_urls),
-            env=STACK_ENV,
+            env={svc: dict(values) for svc, values in STACK_ENV.items()},
             log_dir=tmp / "logs",
             vault=deployment,
         )
@@ -158,7 +172,8 @@ def run(options: Options) -> dict[str, Any]:
         print(f"starting users, auth, api ({db_note}, Redis {redis_note}, mTLS) ...", flush=True)
         stack.provision_keys()
         stack.start_all()
-        stack.wait_ready(timeout=90)
+        stack.wait_ready(timeout=READY_TIMEOUT)
+        idle_rss = rss_of({svc: p.pid for svc, p in stack.procs.items()})
         try:
             # A login costs ~100x an edge read: longer rounds, so each holds hundreds.
             login_seconds = 2 * options.seconds
@@ -194,8 +209,24 @@ def run(options: Options) -> dict[str, Any]:
                 warmup=options.warmup,
                 seconds=options.seconds,
             )
+            print("latency at 50 % and 90 % of capacity, RSS ...", flush=True)
+            capacity = run_capacity(
+                api_url=config.api_url,
+                read_path=edge.paths["item"],
+                headers=edge.headers,
+                accounts=accounts,
+                read_capacity=edge.result("item", "api").requests_per_s,
+                login_capacity=login.login.requests_per_s,
+                login_concurrency=options.concurrency,
+                loadgen=loadgen,
+                seconds=options.seconds,
+                pids={svc: p.pid for svc, p in stack.procs.items()},
+                idle=idle_rss,
+            )
+            print("api with 1 and 2 workers ...", flush=True)
+            workers = run_workers(stack, edge, loadgen=loadgen, seconds=options.seconds)
             dedicated = None
-            if (split := split_cpus()) is not None:
+            if not options.quick and (split := split_cpus()) is not None:
                 print(f"login again, {split.describe()} ...", flush=True)
                 _place(stack, split)
                 dedicated = logins(split.describe(), split)
@@ -215,11 +246,15 @@ def run(options: Options) -> dict[str, Any]:
         "login": login.as_dict(),
         "login_users_own_cpus": dedicated.as_dict() if dedicated else None,
         "edge": edge.as_dict(),
+        "capacity": capacity.as_dict(),
+        "workers": workers.as_dict(),
         "errors": login.login.errors
         + (dedicated.login.errors if dedicated else 0)
-        + sum(r.errors for r in edge.results.values()),
+        + edge.errors
+        + capacity.errors
+        + workers.errors,
     }
-    print_table(login, dedicated, edge, options, db_note)
+    print_table(login, dedicated, edge, capacity, workers, options, db_note)
     return report
 
 
@@ -241,7 +276,7 @@ def _place(stack: Stack, split: Split) -> None:
     for svc in SERVICES:
         with pinned(split.users if svc == "users" else split.rest):
             stack.start(svc)
-    stack.wait_ready(timeout=90)
+    stack.wait_ready(timeout=READY_TIMEOUT)
 
 
 def _redis(cleanup: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
@@ -303,6 +338,8 @@ def print_table(
     login: LoginResult,
     dedicated: LoginResult | None,
     edge: EdgeResult,
+    capacity: CapacityResult,
+    workers: WorkersResult,
     options: Options,
     db_note: str,
 ) -> None:
@@ -318,11 +355,6 @@ def print_table(
     else:
         _print_login(dedicated)
 
-    print(f"\nEdge hot path (resource API), {edge.loadgen}, one uvicorn worker each")
-    print(f"  {'':56} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, label in TARGETS.items():
-        r = edge.results[name]
-        print(f"  {label:56} {r.requests_per_s:9.0f} {r.p50_ms:9.2f} {r.p99_ms:9.2f}")
-    print(f"  c/a = {edge.api_over_bare:.2f}")
-    verdict = _verdict(edge.api_over_floor, TARGET_API_OVER_FLOOR)
-    print(f"  c/b = {edge.api_over_floor:.2f}   ({verdict})")
+    print_edge(edge, _verdict)
+    print_capacity(capacity)
+    print_workers(workers)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulwark/auth/v1/auth.proto\x12\x0f\x62ulwark.auth.v1\"Y\n\x11IssueTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x11\n\tclient_ip\x18\x04 \x01(\t\"N\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"s\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\"O\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"\\\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\x0b\n\x03kid\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"5\n\x0fGetJwksResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.bulwark.auth.v1.Jwk2\xdd\x02\n\x0b\x41uthService\x12P\n\nIssueToken\x12\".bulwark.auth.v1.IssueTokenRequest\x1a\x1e.bulwark.auth.v1.TokenResponse\x12T\n\x0cRefreshToken\x12$.bulwark.auth.v1.RefreshTokenRequest\x1a\x1e.bulwark.auth.v1.TokenResponse\x12X\n\x0bRevokeToken\x12#.bulwark.auth.v1.RevokeTokenRequest\x1a$.bulwark.auth.v1.RevokeTokenResponse\x12L\n\x07GetJwks\x12\x1f.bulwark.auth.v1.GetJwksRequest\x1a .bulwark.auth.v1.GetJwksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ulwark/auth/v1/auth.proto\x12\x0f\x62ulwark.auth.v1\"Y\n\x11IssueTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x11\n\tclient_ip\x18\x04 \x01(\t\"y\n\x17IssueClientTokenRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x11\n\tclient_ip\x18\x04 \x01(\t\x12\x12\n\ngrant_type\x18\x05 \x01(\t\"N\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"s\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\"O\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"\\\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\x0b\n\x03kid\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"5\n\x0fGetJwksResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.bulwark.auth.v1.Jwk2\xbb\x03\n\x0b\x41uthService\x12P\n\nIssueToken\x12\".bulwark.auth.v1.IssueTokenRequest\x1a\x1e.bulwark.auth.v1.TokenResponse\x12T\n\x0cRefreshToken\x12$.bulwark.auth.v1.RefreshTokenRequest\x1a\x1e.bulwark.auth.v1.TokenResponse\x12\\\n\x10IssueClientToken\x12(.bulwark.auth.v1.IssueClientTokenRequest\x1a\x1e.bulwark.auth.v1.TokenResponse\x12X\n\x0bRevokeToken\x12#.bulwark.auth.v1.RevokeTokenRequest\x1a$.bulwark.auth.v1.RevokeTokenResponse\x12L\n\x07GetJwks\x12\x1f.bulwark.auth.v1.GetJwksRequest\x1a .bulwark.auth.v1.GetJwksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ISSUETOKENREQUEST']._serialized_start=47
   _globals['_ISSUETOKENREQUEST']._serialized_end=136
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=138
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=216
-  _globals['_TOKENRESPONSE']._serialized_start=218
-  _globals['_TOKENRESPONSE']._serialized_end=333
-  _globals['_REVOKETOKENREQUEST']._serialized_start=335
-  _globals['_REVOKETOKENREQUEST']._serialized_end=414
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=416
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=437
-  _globals['_GETJWKSREQUEST']._serialized_start=439
-  _globals['_GETJWKSREQUEST']._serialized_end=455
-  _globals['_JWK']._serialized_start=457
-  _globals['_JWK']._serialized_end=549
-  _globals['_GETJWKSRESPONSE']._serialized_start=551
-  _globals['_GETJWKSRESPONSE']._serialized_end=604
-  _globals['_AUTHSERVICE']._serialized_start=607
-  _globals['_AUTHSERVICE']._serialized_end=956
+  _globals['_ISSUECLIENTTOKENREQUEST']._serialized_start=138
+  _globals['_ISSUECLIENTTOKENREQUEST']._serialized_end=259
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=261
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=339
+  _globals['_TOKENRESPONSE']._serialized_start=341
+  _globals['_TOKENRESPONSE']._serialized_end=456
+  _globals['_REVOKETOKENREQUEST']._serialized_start=458
+  _globals['_REVOKETOKENREQUEST']._serialized_end=537
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=539
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=560
+  _globals['_GETJWKSREQUEST']._serialized_start=562
+  _globals['_GETJWKSREQUEST']._serialized_end=578
+  _globals['_JWK']._serialized_start=580
+  _globals['_JWK']._serialized_end=672
+  _globals['_GETJWKSRESPONSE']._serialized_start=674
+  _globals['_GETJWKSRESPONSE']._serialized_end=727
+  _globals['_AUTHSERVICE']._serialized_start=730
+  _globals['_AUTHSERVICE']._serialized_end=1173
 # @@protoc_insertion_point(module_scope)

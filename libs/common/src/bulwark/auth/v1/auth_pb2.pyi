@@ -18,6 +18,20 @@ class IssueTokenRequest(_message.Message):
     client_ip: str
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., scope: _Optional[str] = ..., client_ip: _Optional[str] = ...) -> None: ...
 
+class IssueClientTokenRequest(_message.Message):
+    __slots__ = ("client_id", "client_secret", "scope", "client_ip", "grant_type")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    client_secret: str
+    scope: str
+    client_ip: str
+    grant_type: str
+    def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ..., scope: _Optional[str] = ..., client_ip: _Optional[str] = ..., grant_type: _Optional[str] = ...) -> None: ...
+
 class RefreshTokenRequest(_message.Message):
     __slots__ = ("refresh_token", "scope", "client_ip")
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]

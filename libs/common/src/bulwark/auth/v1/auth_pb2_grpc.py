@@ -44,6 +44,11 @@ class AuthServiceStub:
                 request_serializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.SerializeToString,
                 response_deserializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
                 _registered_method=True)
+        self.IssueClientToken = channel.unary_unary(
+                '/bulwark.auth.v1.AuthService/IssueClientToken',
+                request_serializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.IssueClientTokenRequest.SerializeToString,
+                response_deserializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
+                _registered_method=True)
         self.RevokeToken = channel.unary_unary(
                 '/bulwark.auth.v1.AuthService/RevokeToken',
                 request_serializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
@@ -68,6 +73,14 @@ class AuthServiceServicer:
 
     def RefreshToken(self, request, context):
         """Refresh grant: rotates the refresh token; reuse revokes the whole family.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueClientToken(self, request, context):
+        """Client-credentials grant (RFC 6749 4.4): an access token for the client itself, no
+        refresh token. UNAUTHENTICATED "invalid_client" for a wrong client id or secret.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +111,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'RefreshToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RefreshToken,
                     request_deserializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.FromString,
+                    response_serializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.SerializeToString,
+            ),
+            'IssueClientToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueClientToken,
+                    request_deserializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.IssueClientTokenRequest.FromString,
                     response_serializer=bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.SerializeToString,
             ),
             'RevokeToken': grpc.unary_unary_rpc_method_handler(
@@ -164,6 +182,33 @@ class AuthService:
             target,
             '/bulwark.auth.v1.AuthService/RefreshToken',
             bulwark_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.SerializeToString,
+            bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueClientToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.auth.v1.AuthService/IssueClientToken',
+            bulwark_dot_auth_dot_v1_dot_auth__pb2.IssueClientTokenRequest.SerializeToString,
             bulwark_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
             options,
             channel_credentials,

@@ -64,6 +64,46 @@ class UsersServiceStub:
                 request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsRequest.SerializeToString,
                 response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsResponse.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/CreateApiKey',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/ListApiKeys',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.DeleteApiKey = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/DeleteApiKey',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ResolveApiKey = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/ResolveApiKey',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ResolveApiKeyRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ApiKeyGrant.FromString,
+                _registered_method=True)
+        self.CreateClient = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/CreateClient',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreateClientRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreatedClient.FromString,
+                _registered_method=True)
+        self.ListClients = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/ListClients',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsResponse.FromString,
+                _registered_method=True)
+        self.DeleteClient = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/DeleteClient',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientResponse.FromString,
+                _registered_method=True)
+        self.VerifyClientCredentials = channel.unary_unary(
+                '/bulwark.users.v1.UsersService/VerifyClientCredentials',
+                request_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsRequest.SerializeToString,
+                response_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class UsersServiceServicer:
@@ -112,6 +152,61 @@ class UsersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """API keys (a user's credentials for scripts). INVALID_ARGUMENT for a bad field,
+        PERMISSION_DENIED for scopes wider than the user's, NOT_FOUND for an unknown key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveApiKey(self, request, context):
+        """api's cache miss: the live key with this hash (and its user's roles), cached in Redis
+        by users under the same lock that revocation takes; NOT_FOUND when it is not usable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateClient(self, request, context):
+        """OAuth2 clients (RFC 6749 4.4 service accounts), registered by admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClients(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteClient(self, request, context):
+        """Also voids every token issued to the client (revocation marker).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyClientCredentials(self, request, context):
+        """auth's client_credentials grant: always OK; `ok` says whether the secret matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +239,46 @@ def add_UsersServiceServicer_to_server(servicer, server):
                     servicer.VerifyCredentials,
                     request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsRequest.FromString,
                     response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'DeleteApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApiKey,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyResponse.SerializeToString,
+            ),
+            'ResolveApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveApiKey,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ResolveApiKeyRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ApiKeyGrant.SerializeToString,
+            ),
+            'CreateClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateClient,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreateClientRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.CreatedClient.SerializeToString,
+            ),
+            'ListClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClients,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsResponse.SerializeToString,
+            ),
+            'DeleteClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteClient,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientResponse.SerializeToString,
+            ),
+            'VerifyClientCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyClientCredentials,
+                    request_deserializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsRequest.FromString,
+                    response_serializer=bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +443,222 @@ class UsersService:
             '/bulwark.users.v1.UsersService/VerifyCredentials',
             bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsRequest.SerializeToString,
             bulwark_dot_users_dot_v1_dot_users__pb2.VerifyCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/CreateApiKey',
+            bulwark_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/ListApiKeys',
+            bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/DeleteApiKey',
+            bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.DeleteApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/ResolveApiKey',
+            bulwark_dot_users_dot_v1_dot_users__pb2.ResolveApiKeyRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.ApiKeyGrant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/CreateClient',
+            bulwark_dot_users_dot_v1_dot_users__pb2.CreateClientRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.CreatedClient.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/ListClients',
+            bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.ListClientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/DeleteClient',
+            bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.DeleteClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyClientCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bulwark.users.v1.UsersService/VerifyClientCredentials',
+            bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsRequest.SerializeToString,
+            bulwark_dot_users_dot_v1_dot_users__pb2.VerifyClientCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

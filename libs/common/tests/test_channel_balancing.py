@@ -1,0 +1,104 @@
+"""Client channels spread calls over every replica a target names (round_robin), still over
+mTLS pinned to the callee's service name; servers count the calls they took in channelz."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from bulwark_common import grpcio
+from bulwark_devstack.health import calls_started
+from bulwark_devstack.infra import free_port
+from bulwark_devstack.testca import OPEN, CertAuthority, Running, StaticCerts, start_echo_server
+
+
+@pytest.fixture
+def replicas(ca: CertAuthority) -> Iterator[list[Running]]:
+    """Two replicas of the users service, on fixed ports so channelz can name them."""
+    running = [
+        start_echo_server(StaticCerts(ca, "users"), port=free_port(), channelz=True)
+        for _ in range(2)
+    ]
+    yield running
+    for r in running:
+        r.server.stop(0)
+
+
+def both(replicas: list[Running]) -> str:
+    return "ipv4:" + ",".join(r.target for r in replicas)
+
+
+def counts(replicas: list[Running]) -> list[int]:
+    return [len(r.echo.calls) for r in replicas]
+
+
+def test_blocking_channel_alternates_over_both_replicas(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    with grpcio.channel(
+        both(replicas), 5.0, tls=StaticCerts(ca, "auth"), server_name="users"
+    ) as ch:
+        for _ in range(50):  # until both connections are up
+            ch.unary_unary(OPEN)(b"", timeout=5)
+            if all(counts(replicas)):
+                break
+        before = counts(replicas)
+        for _ in range(10):
+            ch.unary_unary(OPEN)(b"", timeout=5)
+    assert [a - b for a, b in zip(counts(replicas), before, strict=True)] == [5, 5]
+
+
+def test_asyncio_channel_alternates_over_both_replicas(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    async def run() -> None:
+        tls = StaticCerts(ca, "auth")
+        async with grpcio.aio_channel(both(replicas), 5.0, tls=tls, server_name="users") as ch:
+            call = ch.unary_unary(OPEN)
+            for _ in range(50):
+                await call(b"", timeout=5)
+                if all(counts(replicas)):
+                    break
+            before = counts(replicas)
+            for _ in range(10):
+                await call(b"", timeout=5)
+        assert [a - b for a, b in zip(counts(replicas), before, strict=True)] == [5, 5]
+
+    asyncio.run(run())
+
+
+def test_every_replica_must_prove_the_service_name(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    """Balancing does not loosen mTLS: replicas certified as users refuse a channel that
+    expects auth, whichever one a call lands on."""
+    with grpcio.channel(both(replicas), 5.0, tls=StaticCerts(ca, "api"), server_name="auth") as ch:
+        for _ in range(4):
+            with pytest.raises(grpc.RpcError) as refused:
+                ch.unary_unary(OPEN)(b"", timeout=2)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert counts(replicas) == [0, 0]
+
+
+def test_channelz_counts_the_calls_each_replica_took(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    with grpcio.channel(
+        both(replicas), 5.0, tls=StaticCerts(ca, "auth"), server_name="users"
+    ) as ch:
+        for _ in range(12):
+            ch.unary_unary(OPEN)(b"", timeout=5)
+    for r in replicas:
+        port = r.server.port
+        assert calls_started(r.health_target, port) == len(r.echo.calls) > 0
+    # Off unless asked for: the health-only port answers health and nothing else.
+    plain = start_echo_server(StaticCerts(ca, "users"), port=free_port())
+    try:
+        with pytest.raises(grpc.RpcError) as no_channelz:
+            calls_started(plain.health_target, plain.server.port)
+        assert no_channelz.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        plain.server.stop(0)

@@ -89,7 +89,11 @@ class OwnedPostgres:
              "-c", "max_connections=300", "-c", "fsync=off"],
             stdout=subprocess.DEVNULL, stderr=self.log.open("ab"),
         )  # fmt: skip
-        _wait(lambda: psycopg.connect(self.url, connect_timeout=1).close() or True, self.proc, "pg")
+        _wait(self._connects, self.proc, "PostgreSQL")
+
+    def _connects(self) -> bool:
+        psycopg.connect(self.url, connect_timeout=1).close()
+        return True
 
     def stop(self) -> None:
         # SIGINT to the postmaster (runuser forwards no signal): fast shutdown, clients
@@ -136,8 +140,9 @@ class OwnedRedis:
 
 
 class OwnedBao:
-    """`bao server` with (single-node raft) storage: initialised once (one unseal key), unsealed after
-    every start as an operator (or auto-unseal) would. Secrets, leases and tokens survive."""
+    """`bao server` with (single-node raft) storage: initialised once (one unseal key),
+    unsealed after every start as an operator (or auto-unseal) would. Secrets, leases and
+    tokens survive a restart."""
 
     name = "openbao"
 
@@ -167,7 +172,9 @@ class OwnedBao:
         _wait(lambda: client.sys.read_health_status(method="GET") is not None, self.proc, "bao")
         if not client.sys.is_initialized():
             # Initialising raft storage takes seconds.
-            init = hvac.Client(url=self.addr, timeout=60).sys.initialize(secret_shares=1, secret_threshold=1)
+            init = hvac.Client(url=self.addr, timeout=60).sys.initialize(
+                secret_shares=1, secret_threshold=1
+            )
             self._unseal_key = init["keys"][0]
             self.root_token = init["root_token"]
             (self.dir / "init.json").write_text(json.dumps({"note": "keys kept in memory only"}))

@@ -68,7 +68,9 @@ def _stopped(dep: Restartable) -> None:
 
 
 @contextlib.contextmanager
-def owned_stack(workdir: Path, env: dict[str, dict[str, str]] | None = None) -> Iterator[OwnedStack]:
+def owned_stack(
+    workdir: Path, env: dict[str, dict[str, str]] | None = None
+) -> Iterator[OwnedStack]:
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # PostgreSQL runs as its own account when we are root
     with contextlib.ExitStack() as cleanup:

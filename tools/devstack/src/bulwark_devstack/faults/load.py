@@ -56,6 +56,10 @@ class VUser:
     items: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (name, content)
     ambiguous_refresh: bool = False
 
+    def signed_in(self, body: dict[str, Any]) -> None:
+        self.access, self.refresh = body["access_token"], body["refresh_token"]
+        self.ambiguous_refresh = False
+
     def headers(self, auth: bool = True) -> dict[str, str]:
         hdrs = {"X-Forwarded-For": self.ip}
         if auth:
@@ -79,10 +83,15 @@ def body_kind(r: httpx.Response) -> str:
 
 class MixedLoad:
     """`users` virtual users, each doing one operation then thinking `think` seconds (with
-    jitter); think=0 is a closed loop (for measuring capacity)."""
+    jitter of +-50 %); think=0 is a closed loop (for measuring capacity)."""
 
-    def __init__(self, api_url: str, users: int, think: float, timeout: float) -> None:
+    def __init__(
+        self, api_url: str, users: int, think: float, timeout: float, *, paced: bool = False
+    ) -> None:
         self.api = api_url
+        # paced: `think` is the time from one operation's start to the next (a fixed rate
+        # per user while answers are faster than that), not a pause after each answer.
+        self.paced = paced
         self.n_users = users
         self.think = think
         self.timeout = timeout
@@ -148,11 +157,14 @@ class MixedLoad:
             op = self._rng.choices(ops, weights)[0]
             if op in ("read",) and not u.items:
                 op = "create"
+            began = time.monotonic()
             await getattr(self, f"_{op}")(u)
             if self.think:
                 pause = self.think * (0.5 + self._rng.random())
+                if self.paced:
+                    pause -= time.monotonic() - began
                 with_stop = asyncio.create_task(self.stopping.wait())
-                await asyncio.wait({with_stop}, timeout=pause)
+                await asyncio.wait({with_stop}, timeout=max(0.0, pause))
                 with_stop.cancel()
 
     async def _send(self, rec: Record, method: str, url: str, **kw: Any) -> httpx.Response | None:
@@ -184,7 +196,11 @@ class MixedLoad:
         if r is None or r.status_code != 200:
             return False
         body = r.json()
-        u.access, u.refresh, u.ambiguous_refresh = body["access_token"], body["refresh_token"], False
+        u.access, u.refresh, u.ambiguous_refresh = (
+            body["access_token"],
+            body["refresh_token"],
+            False,
+        )
         return True
 
     async def _refresh(self, u: VUser) -> None:
@@ -194,7 +210,11 @@ class MixedLoad:
         r = await self._send(rec, "POST", "/v1/auth/token", data=form, headers=u.headers(False))
         if r is not None and r.status_code == 200:
             body = r.json()
-            u.access, u.refresh, u.ambiguous_refresh = body["access_token"], body["refresh_token"], False
+            u.access, u.refresh, u.ambiguous_refresh = (
+                body["access_token"],
+                body["refresh_token"],
+                False,
+            )
         elif r is None or r.status_code >= 500:
             u.ambiguous_refresh = True  # maybe spent: a client retries it, as this one does
         elif rec.kind == "oauth:invalid_grant":

@@ -102,7 +102,13 @@ class MixedLoad:
         self.client = httpx.AsyncClient(
             base_url=api_url,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10),
+            # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close
+            # them under a request being sent (a client-side race, not a server fault).
+            limits=httpx.Limits(
+                max_connections=users + 10,
+                max_keepalive_connections=users + 10,
+                keepalive_expiry=2.0,
+            ),
         )
 
     async def close(self) -> None:

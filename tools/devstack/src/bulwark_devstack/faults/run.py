@@ -37,11 +37,11 @@ class Timing:
     think: float
 
 
-SHORT = Timing(steady=1, outage=3, after=6, users=16, think=0.4)
+SHORT = Timing(steady=1, outage=3, after=6, users=12, think=0.5)
 # The short form (in `make test`) stops and starts every dependency; slowing them is in the
 # full run only.
 SHORT_PHASES = ["redis", "postgresql", "users", "auth", "openbao"]
-FULL = Timing(steady=10, outage=20, after=15, users=40, think=0.3)
+FULL = Timing(steady=10, outage=20, after=15, users=30, think=0.8)
 
 
 @dataclass

@@ -114,9 +114,7 @@ class Member(_Session):
     def delete_item(self) -> None:
         if len(self.items) > 3:
             item = self.items.pop(0)
-            self.client.delete(
-                f"/v1/items/{item}", headers=self._headers(), name="/v1/items/{id}"
-            )
+            self.client.delete(f"/v1/items/{item}", headers=self._headers(), name="/v1/items/{id}")
 
 
 class Admin(_Session):

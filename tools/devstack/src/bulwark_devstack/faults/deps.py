@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
@@ -67,7 +68,11 @@ class OwnedPostgres:
     name = "postgresql"
 
     def __init__(self, workdir: Path) -> None:
-        self.data = workdir / "pgdata"
+        # The `postgres` account must reach the data directory: a directory of its own
+        # under /tmp (pytest's and mkdtemp's directories are private to us).
+        self.root = Path(tempfile.mkdtemp(prefix="bulwark-pg-"))
+        self.root.chmod(0o755)
+        self.data = self.root / "pgdata"
         self.log = workdir / "postgres.log"
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -107,9 +112,9 @@ class OwnedPostgres:
                 self.proc.kill()
                 self.proc.wait()
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class OwnedRedis:

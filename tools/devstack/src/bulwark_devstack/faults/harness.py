@@ -72,9 +72,9 @@ def owned_stack(
     workdir: Path, env: dict[str, dict[str, str]] | None = None
 ) -> Iterator[OwnedStack]:
     workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)  # PostgreSQL runs as its own account when we are root
     with contextlib.ExitStack() as cleanup:
         pg, kv, bao = OwnedPostgres(workdir), OwnedRedis(workdir), OwnedBao(workdir)
+        cleanup.callback(pg.remove)
         for dep in (pg, kv, bao):
             dep.start()
             cleanup.callback(_stopped, dep)

@@ -1,8 +1,10 @@
 """The soak's raw CSV, its plots (matplotlib) and the targets it asserts:
 - RSS after warm-up grows < 10 % (median of the last 3 samples vs the first 3 after it);
-- no upward p99 trend: per endpoint, p99 of the last third of the run (after warm-up) is
-  at most 1.5x that of the first third plus 20 ms (the machine is shared: smaller drifts
-  are noise, a leak or a growing queue is not);
+- no upward p99 trend, per endpoint: an upward trend is p99 of the last third of the run
+  (after warm-up) above 1.5x that of the first third plus 20 ms, *and* the p99 of
+  successive windows rising together with time (Spearman rank correlation >= 0.7). A leak
+  or a growing queue shows both; a neighbour's burst on this shared machine shows only the
+  first (a hump, not a trend);
 - zero 5xx (and no request without an answer);
 - zero ERROR log lines from the services during the soak."""
 
@@ -19,6 +21,7 @@ from bulwark_devstack.soak.sampler import Sample
 
 RSS_GROWTH = 0.10
 P99_FACTOR, P99_SLACK_S = 1.5, 0.020
+TREND_CORRELATION = 0.7
 RESOURCES = ("rss_mb", "cpu_pct", "fds", "db_connections")
 
 
@@ -107,8 +110,51 @@ def plot(out: Path, samples: list[Sample], windows: list[Window], title: str) ->
     return [resources, latency]
 
 
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        ranks[i] = float(rank)
+    return ranks
+
+
+def rank_correlation(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rho (ties broken by order; 0 when undefined)."""
+    if len(xs) < 3:
+        return 0.0
+    try:
+        return statistics.correlation(_ranks(xs), _ranks(ys))
+    except statistics.StatisticsError:
+        return 0.0
+
+
+def p99_trend(records: list[Record], op: str, t0: float, t1: float, width: float) -> Verdict:
+    mine = [r for r in records if r.op == op]
+    third = (t1 - t0) / 3
+    first = sorted(r.end - r.start for r in mine if r.start < t0 + third)
+    last = sorted(r.end - r.start for r in mine if r.start >= t1 - third)
+    if min(len(first), len(last)) < 20:
+        return Verdict(f"p99 {op}", True, "too few requests to judge")
+    a, b = percentile(first, 99), percentile(last, 99)
+    windows: dict[int, list[float]] = {}
+    for r in mine:
+        windows.setdefault(int((r.start - t0) // width), []).append(r.end - r.start)
+    idx = sorted(windows)
+    rho = rank_correlation(
+        [float(i) for i in idx], [percentile(sorted(windows[i]), 99) for i in idx]
+    )
+    rising = b > P99_FACTOR * a + P99_SLACK_S and rho >= TREND_CORRELATION
+    detail = f"first third {a * 1000:.0f} ms, last third {b * 1000:.0f} ms, rank corr. {rho:+.2f}"
+    return Verdict(f"p99 {op}", not rising, detail)
+
+
 def evaluate(
-    samples: list[Sample], records: list[Record], began: float, warmup: float, error_lines: int
+    samples: list[Sample],
+    records: list[Record],
+    began: float,
+    warmup: float,
+    error_lines: int,
+    window: float,
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for svc in sorted({s.service for s in samples}):
@@ -125,18 +171,8 @@ def evaluate(
     steady = [r for r in records if r.start - began >= warmup]
     if steady:
         t0, t1 = min(r.start for r in steady), max(r.start for r in steady)
-        third = (t1 - t0) / 3
         for op in sorted({r.op for r in steady}):
-            first = sorted(r.end - r.start for r in steady if r.op == op and r.start < t0 + third)
-            last = sorted(r.end - r.start for r in steady if r.op == op and r.start >= t1 - third)
-            if min(len(first), len(last)) < 20:
-                verdicts.append(Verdict(f"p99 {op}", True, "too few requests to judge"))
-                continue
-            a, b = percentile(first, 99), percentile(last, 99)
-            verdicts.append(
-                Verdict(f"p99 {op}", b <= P99_FACTOR * a + P99_SLACK_S,
-                        f"first third {a * 1000:.0f} ms, last third {b * 1000:.0f} ms")
-            )  # fmt: skip
+            verdicts.append(p99_trend(steady, op, t0, t1, window))
     fives = sum(1 for r in records if r.status >= 500 or r.status == 0)
     verdicts.append(Verdict("zero 5xx", fives == 0, f"{fives} of {len(records)} requests"))
     verdicts.append(Verdict("zero ERROR log lines", error_lines == 0, f"{error_lines} lines"))

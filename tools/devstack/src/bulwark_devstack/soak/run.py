@@ -81,7 +81,9 @@ async def soak(owned: OwnedStack, plan: Plan, out: Path) -> dict[str, Any]:
     report.write_csv(out / "soak-latency.csv", windows)
     title = f"{plan.minutes:g} min at {rate:.0f} req/s (60 % of {capacity:.0f})"
     plots = report.plot(out, sampler.samples, windows, title)
-    verdicts = report.evaluate(sampler.samples, load.records, began, plan.warmup_s, len(errors))
+    verdicts = report.evaluate(
+        sampler.samples, load.records, began, plan.warmup_s, len(errors), plan.window_s
+    )
     summary = {
         "minutes": plan.minutes,
         "capacity_rps": round(capacity, 1),

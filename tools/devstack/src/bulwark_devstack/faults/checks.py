@@ -32,7 +32,6 @@ class Phase:
     up_at: float = 0.0  # when the dependency was back (accepting connections / SERVING)
     end_at: float = 0.0
     revoked_still_refused: bool | None = None
-    notes: list[str] = field(default_factory=list)
 
     def records(self, records: list[Record]) -> list[Record]:
         return [r for r in records if self.down_at <= r.end and r.start < self.end_at]
@@ -121,12 +120,10 @@ class ItemAudit:
 
 def audit_items(api: str, users: list[VUser], records: list[Record]) -> ItemAudit:
     audit = ItemAudit()
-    failed_names = {
-        r.user: set[str]() for r in records if r.op == "create" and not r.ok
-    }  # fmt: skip
+    failed_names: dict[str, set[str]] = {}
     for r in records:
         if r.op == "create" and not r.ok and r.item:
-            failed_names[r.user].add(r.item[1])
+            failed_names.setdefault(r.user, set()).add(r.item[1])
     for u in users:
         have = all_items(api, u)
         audit.answered_201 += len(u.items)

@@ -41,7 +41,7 @@ SHORT = Timing(steady=1, outage=3, after=6, users=12, think=0.5)
 # The short form (in `make test`) stops and starts every dependency; slowing them is in the
 # full run only.
 SHORT_PHASES = ["redis", "postgresql", "users", "auth", "openbao"]
-FULL = Timing(steady=10, outage=20, after=15, users=30, think=0.8)
+FULL = Timing(steady=5, outage=15, after=10, users=30, think=0.8)
 
 
 @dataclass

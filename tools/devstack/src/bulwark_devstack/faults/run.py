@@ -1,7 +1,7 @@
 """`make faults`: a steady mixed load while each dependency in turn is stopped and started
 again (Redis, PostgreSQL, users, auth, OpenBao) and then slowed (a latency proxy in front of
 Redis and PostgreSQL). Prints the table dependency x (answers during, time to recover, lost)
-and writes it with every finding to <out>/faults.json."""
+and writes it to <out>/faults.md, with every finding to <out>/faults.json."""
 
 from __future__ import annotations
 
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faults.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    (args.out / "faults.md").write_text(table(rows) + "\n")
     print(table(rows))
     bad = [r for r in rows if not r.ok()]
     for r in bad:

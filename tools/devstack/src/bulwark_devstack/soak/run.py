@@ -92,6 +92,12 @@ async def soak(owned: OwnedStack, plan: Plan, out: Path) -> dict[str, Any]:
         "requests": len(load.records),
         "verdicts": [asdict(v) for v in verdicts],
         "error_lines": errors[:20],
+        "failed_requests": [
+            f"{r.op}: {r.status or '-'} {r.kind} at {r.start - began:.0f}s, "
+            f"answered after {r.end - r.start:.1f}s"
+            for r in load.records
+            if r.status >= 500 or r.status == 0
+        ][:20],
         "plots": [p.name for p in plots],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -108,7 +114,7 @@ def print_summary(summary: dict[str, Any]) -> bool:
     for v in summary["verdicts"]:
         ok &= v["ok"]
         print(f"  {'ok  ' if v['ok'] else 'FAIL'} {v['target']}: {v['detail']}")
-    for line in summary["error_lines"]:
+    for line in summary["error_lines"] + summary["failed_requests"]:
         print(f"  {line}")
     return ok
 

@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PROTO_OUT := libs/common/src
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help uv sync dev test browser lint fmt proto proto-check bench fuzz clean admin check-tools images base-image manifests \
+.PHONY: help uv sync dev test browser lint fmt proto proto-check bench faults soak fuzz clean admin check-tools images base-image manifests \
   e2e-containers kind-up kind-load deploy e2e-kind kind-down kind
 
 help: ## list the targets
@@ -51,6 +51,12 @@ proto-check: sync ## fail when the committed stubs differ from what proto/ gener
 
 bench: sync ## benchmarks (login rate vs raw argon2id; api hot path)
 	@$(UV) run --frozen python -m bulwark_devstack.bench
+
+faults: sync ## stop, start and slow each dependency under a mixed load; table in .data/faults/
+	@$(UV) run --frozen python -m bulwark_devstack.faults $(FAULTS_ARGS)
+
+soak: sync ## 30 min of mixed load at 60 % of capacity; CSV, plots and verdicts in .data/soak/
+	@$(UV) run --frozen python -m bulwark_devstack.soak $(SOAK_ARGS)
 
 fuzz: sync ## schemathesis over api's OpenAPI against a local stack
 	@$(UV) run --frozen pytest tests/e2e/test_e2e_fuzz.py

@@ -91,3 +91,22 @@ def test_success_clears_the_source(throttle: LoginThrottle) -> None:
     throttle.succeeded("carol", "192.0.2.1")
     r = throttle.reserve("carol", "192.0.2.1")
     assert r.allowed and r.failures == 1
+
+
+def test_an_unchecked_attempt_is_released(
+    throttle: LoginThrottle, redis_url: str, redis_prefix: str
+) -> None:
+    """users was unreachable: the password was never checked, so the attempt (and the
+    backoff it started) is taken back; the owner is not in backoff after an outage."""
+    for _ in range(5):  # free_failures=2: the second reservation starts a backoff
+        r = throttle.reserve("dave", "192.0.2.1")
+        assert r.allowed
+        throttle.release("dave", "192.0.2.1", r)
+    r = throttle.reserve("dave", "192.0.2.1")
+    assert r.allowed and r.failures == 1 and r.backoff_seconds == 0
+    throttle.release("dave", "192.0.2.1", r)
+    client = redis.Redis.from_url(redis_url)
+    assert not list(client.scan_iter(match=f"{redis_prefix}login:*dave"))
+    # A checked failure still counts.
+    throttle.reserve("dave", "192.0.2.1")
+    assert throttle.reserve("dave", "192.0.2.1").backoff_seconds == 30

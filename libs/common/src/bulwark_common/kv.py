@@ -5,7 +5,11 @@ credential is re-issued, the client gets a fresh connection pool (new connection
 and the old pool is closed a little later, once the commands running on it have finished:
 so no connection of the old user is in use when Vault deletes that user at the end of its
 lease (Redis then drops its connections). Closing pooled connections in place instead races
-with requests taking them out of the pool."""
+with requests taking them out of the pool.
+
+A Redis that restarts loses the ACL users Vault created (they are not data): a connection
+refused with WRONGPASS asks for a fresh credential at once (`DatabaseCredentials.reissue`),
+instead of failing until the lease would have been renewed."""
 
 from __future__ import annotations
 
@@ -35,10 +39,43 @@ def _fresh(pool: Any) -> Any:
     )
 
 
+def _sync_connection(credentials: DatabaseCredentials) -> type[redis.Connection]:
+    class Reissuing(redis.Connection):
+        """Asks for a fresh credential when Redis refuses the current one."""
+
+        def on_connect_check_health(self, check_health: bool = True) -> None:
+            try:
+                super().on_connect_check_health(check_health)
+            except redis.AuthenticationError:
+                credentials.reissue()
+                raise
+
+    return Reissuing
+
+
+def _async_connection(credentials: DatabaseCredentials) -> type[aioredis.Connection]:
+    class Reissuing(aioredis.Connection):
+        """Asks for a fresh credential when Redis refuses the current one."""
+
+        async def on_connect_check_health(self, check_health: bool = True) -> None:
+            try:
+                await super().on_connect_check_health(check_health)
+            except redis.AuthenticationError:
+                credentials.reissue()
+                raise
+
+    return Reissuing
+
+
 def client(url: str, credentials: DatabaseCredentials | None = None) -> redis.Redis:
     if credentials is None:
         return redis.Redis.from_url(url, **OPTIONS)
-    r = redis.Redis.from_url(url, credential_provider=RedisCredentials(credentials), **OPTIONS)
+    r = redis.Redis.from_url(
+        url,
+        credential_provider=RedisCredentials(credentials),
+        connection_class=_sync_connection(credentials),
+        **OPTIONS,
+    )
 
     def renewed() -> None:
         old = r.connection_pool
@@ -54,7 +91,12 @@ def client(url: str, credentials: DatabaseCredentials | None = None) -> redis.Re
 def aio_client(url: str, credentials: DatabaseCredentials | None = None) -> aioredis.Redis:
     if credentials is None:
         return aioredis.Redis.from_url(url, **OPTIONS)
-    r = aioredis.Redis.from_url(url, credential_provider=RedisCredentials(credentials), **OPTIONS)
+    r = aioredis.Redis.from_url(
+        url,
+        credential_provider=RedisCredentials(credentials),
+        connection_class=_async_connection(credentials),
+        **OPTIONS,
+    )
     loop = asyncio.get_running_loop()
     closing: set[asyncio.Task[None]] = set()
 

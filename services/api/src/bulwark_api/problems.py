@@ -124,9 +124,11 @@ def trace_id() -> str | None:
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
-# gRPC statuses that mean "a dependency is down", not "you asked wrong".
+# gRPC statuses that mean "a dependency is down", not "you asked wrong". CANCELLED: the
+# peer shut down with our call in flight (api itself never cancels a call it still awaits).
 UNAVAILABLE_CODES = {
     grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }

@@ -46,6 +46,15 @@ if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
+# An attempt whose password was never checked (users unreachable) is no failure: take this
+# reservation back, and the backoff it started (ARGV[1] = 1).
+_RELEASE = """
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
+if tonumber(ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
 
 def backoff_seconds(failures: int, free: int, base: float, maximum: float) -> float:
     """0 until `free` failures; then base, 2*base, 4*base, ... capped at `maximum`."""
@@ -85,6 +94,7 @@ class LoginThrottle:
         self.account_free_failures = account_free_failures
         self._reserve = client.register_script(_RESERVE)
         self._succeed = client.register_script(_SUCCEED)
+        self._release = client.register_script(_RELEASE)
 
     def _keys(self, username: str, source: str) -> list[str]:
         # casefold: "Alice" and "alice" must not be two separate budgets. A source never
@@ -113,3 +123,9 @@ class LoginThrottle:
 
     def succeeded(self, username: str, source: str) -> None:
         self._succeed(keys=self._keys(username, source))
+
+    def release(self, username: str, source: str, reservation: Reservation) -> None:
+        """Undo `reservation`: its password was never checked (a dependency failed), so an
+        outage does not push the owner into backoff."""
+        started = 1 if reservation.backoff_seconds > 0 else 0
+        self._release(keys=self._keys(username, source), args=[started])

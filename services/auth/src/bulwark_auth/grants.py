@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from bulwark_auth.tokens import (
     parse_scope,
     resolve_scope,
 )
-from bulwark_auth.users_client import UsersClient
+from bulwark_auth.users_client import UsersClient, UsersUnavailable
 from bulwark_common import revocation
 from bulwark_common.db import Database
 from bulwark_common.logging import audit
@@ -95,7 +96,13 @@ class Grants:
             self.check_latency.imitate()  # as slow as a wrong password: no timing oracle
             raise invalid_grant()
         started = time.perf_counter()
-        user = self.users.verify_credentials(username, password, client_ip)
+        try:
+            user = self.users.verify_credentials(username, password, client_ip)
+        except UsersUnavailable:
+            # Not checked, so not a failure: an outage must not put the owner in backoff.
+            with contextlib.suppress(redis.RedisError):
+                self.throttle.release(username, source, reservation)
+            raise
         self.check_latency.record(time.perf_counter() - started)
         if user is None:
             _LOGIN_FAILED.inc()

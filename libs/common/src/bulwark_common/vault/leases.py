@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from bulwark_common.vault.client import Vault
 
 
+# reissue(): how often a refused credential may be replaced (Vault makes a user each time).
+REISSUE_INTERVAL = 2.0
+
+
 @dataclass(frozen=True)
 class _Lease:
     username: str
@@ -44,6 +48,8 @@ class DatabaseCredentials:
         self._generation = 0
         self._subscribers: list[Callable[[], None]] = []
         self._wake = vault.waker()
+        self._reissue_after = 0.0  # time.monotonic() of the last reissue() honoured
+        self._reissue = False
         retry(
             f"vault {self._component}",
             self._issue,
@@ -76,6 +82,19 @@ class DatabaseCredentials:
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Called (from the renewer thread) after each new credential."""
         self._subscribers.append(callback)
+
+    def reissue(self) -> None:
+        """The server refused the current credential although its lease is valid (a Redis
+        restarted without its ACL users: Vault's are not saved): issue a fresh one now, at
+        most every REISSUE_INTERVAL seconds, however many connections report it."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._reissue_after:
+                return
+            self._reissue_after = now + REISSUE_INTERVAL
+            self._reissue = True
+        log.warning("vault: %s refused by its server: issuing a fresh one", self._component)
+        self._wake.set()
 
     def _issue(self) -> None:
         vault = self._vault
@@ -133,11 +152,14 @@ class DatabaseCredentials:
             lease = self._now_lease()
             due = lease.expires - lease.duration / 3 - time.time()
             stale = lease.token_generation != vault.token_generation
-            if not stale and self._wake.wait(max(0.0, due)):
+            if not stale and not self._reissue and self._wake.wait(max(0.0, due)):
                 self._wake.clear()
-                continue  # woken: re-login or close, look again
+                continue  # woken: re-login, reissue() or close, look again
             try:
-                if not self._renew(lease):
+                if self._reissue:
+                    self._reissue = False
+                    self._issue()
+                elif not self._renew(lease):
                     self._issue()
                 vault.report(self._component, None)
                 backoff.reset()

@@ -1,0 +1,1 @@
+"""Faults under load: owned dependencies stopped, started and slowed under a mixed load."""

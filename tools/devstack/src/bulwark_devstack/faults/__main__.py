@@ -1,0 +1,3 @@
+from bulwark_devstack.faults.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""Soak: mixed load at ~60 % of capacity, resources and latency sampled over time."""

@@ -1,0 +1,3 @@
+from bulwark_devstack.soak.run import main
+
+main()

@@ -83,7 +83,9 @@ def test_the_next_hop_gets_what_is_left(chain: Any) -> None:
     with grpc.insecure_channel(target) as ch:
         health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
     assert mid.outcome["code"] == grpc.StatusCode.OK
-    assert down.timeouts[0] is not None and down.timeouts[0] <= 1.0  # not middle's 10 s
+    # Not middle's 10 s. gRPC's clocks round the propagated deadline up by a few ms, so the
+    # bound allows for that rather than racing it.
+    assert down.timeouts[0] is not None and down.timeouts[0] <= 1.1
 
 
 def test_a_spent_budget_fails_fast_without_calling(chain: Any) -> None:

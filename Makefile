@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PROTO_OUT := libs/common/src
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help uv sync dev test browser lint fmt proto proto-check bench faults soak fuzz clean admin check-tools images base-image manifests \
+.PHONY: help uv sync dev test browser promtool wrk lint fmt proto proto-check bench faults soak fuzz clean admin check-tools images base-image manifests \
   e2e-containers kind-up kind-load deploy e2e-kind kind-down kind
 
 help: ## list the targets
@@ -24,7 +24,7 @@ sync: uv ## create .venv from uv.lock
 dev: sync ## run users, auth and api in the foreground (Ctrl-C stops all)
 	@$(UV) run --frozen bulwark-dev
 
-test: sync proto-check check-tools browser ## run every test (unit, integration, e2e, browser, chart and image checks)
+test: sync proto-check check-tools browser promtool ## run every test (unit, integration, e2e, browser, chart and image checks)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: sync ## ruff and mypy
@@ -49,7 +49,7 @@ proto-check: sync ## fail when the committed stubs differ from what proto/ gener
 	  cmp -s $$tmp/$$f $(PROTO_OUT)/$$f || { echo "stale gRPC stub: $(PROTO_OUT)/$$f (run: make proto)"; exit 1; }; \
 	done
 
-bench: sync ## benchmarks (login rate vs raw argon2id; api hot path)
+bench: sync wrk ## benchmarks (login rate vs raw argon2id; api hot path)
 	@$(UV) run --frozen python -m bulwark_devstack.bench
 
 faults: sync ## stop, start and slow each dependency under a mixed load; table in .data/faults/
@@ -62,7 +62,13 @@ fuzz: sync ## schemathesis over api's OpenAPI against a local stack
 	@$(UV) run --frozen pytest tests/e2e/test_e2e_fuzz.py
 
 browser: ## Debian's chromium for the browser tests (apt-get when missing; says what to install when it cannot)
-	@bash tools/checks/install-browser.sh
+	@bash tools/checks/apt-install.sh /usr/bin/chromium "the browser tests" chromium fonts-liberation
+
+promtool: ## promtool (Debian prometheus) for the metrics and alert-rule checks
+	@bash tools/checks/apt-install.sh promtool "the metrics checks" prometheus
+
+wrk: ## wrk (Debian) for the benchmarks' load generator
+	@bash tools/checks/apt-install.sh wrk "make bench" wrk
 
 check-tools: ## helm, kubectl and the deploy checkers into .tools/ (pinned, hash-verified)
 	@bash tools/checks/install.sh

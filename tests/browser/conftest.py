@@ -1,5 +1,5 @@
 """Browser tests: real headless Chromium (Debian's /usr/bin/chromium, installed by
-tools/checks/install-browser.sh from `make test`) driven by Playwright for Python, which
+tools/checks/apt-install.sh from `make test`) driven by Playwright for Python, which
 never downloads a browser here. Pages are served by a tiny HTTP server per origin."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
             "the browser tests need Debian's chromium at /usr/bin/chromium: run "
-            "`bash tools/checks/install-browser.sh` (make test does) or `apt-get install chromium`",
+            "`make browser` (make test does) or `apt-get install chromium`",
             pytrace=False,
         )
     b = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)

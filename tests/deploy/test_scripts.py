@@ -16,7 +16,11 @@ from bulwark_devstack import infra
 sys.path.insert(0, str(Path(__file__).parent))
 from deploykit import ROOT
 
-SCRIPTS = [*sorted((ROOT / "deploy").rglob("*.sh")), ROOT / ".ci" / "run"]
+SCRIPTS = [
+    *sorted((ROOT / "deploy").rglob("*.sh")),
+    *sorted((ROOT / "tools").rglob("*.sh")),
+    ROOT / ".ci" / "run",
+]
 
 
 def test_the_kind_path_scripts_exist() -> None:

@@ -32,3 +32,20 @@ def test_security_schemes_cover_machines() -> None:
         [oauth_scopes] = [v for req in op["security"] for k, v in req.items() if k != "ApiKey"]
         assert api_key == sorted(oauth_scopes)
     assert "/v1/users/me/api-keys" in doc["paths"] and "/v1/clients/{client_id}" in doc["paths"]
+
+
+def test_bearer_header_is_read_as_oauth2_password_bearer_reads_it() -> None:
+    from fastapi import Request
+
+    from bulwark_api.deps import bearer_token
+
+    def token(value: str | None) -> str | None:
+        headers = [] if value is None else [(b"authorization", value.encode())]
+        return bearer_token(Request({"type": "http", "headers": headers}))
+
+    assert token("Bearer abc") == "abc"
+    assert token("bearer abc") == "abc"  # the scheme is case-insensitive
+    assert token(None) is None
+    assert token("Basic dTpw") is None
+    assert token("Bearer") is None
+    assert token("Bearerabc") is None

@@ -30,3 +30,9 @@ def setup_tracing(service: str, exporter: SpanExporter | None = None) -> TracerP
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def exporting() -> bool:
+    """Whether spans are recorded and exported (setup_tracing found an exporter)."""
+    provider = trace.get_tracer_provider()
+    return isinstance(provider, TracerProvider) and provider.sampler is not ALWAYS_OFF

@@ -16,6 +16,8 @@ from bulwark_api.edge import EdgeMiddleware
 from bulwark_api.instrument import MetricsMiddleware
 from bulwark_api.routes import apikeys, clients, health, items, oauth, sessions, users
 from bulwark_api.settings import ApiSettings
+from bulwark_api.tracectx import TraceContextMiddleware
+from bulwark_common import telemetry
 from bulwark_common.logging import install_redaction
 from bulwark_common.process import freeze_startup_heap
 from bulwark_common.runtime import Runtime
@@ -45,16 +47,18 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
             keys.cancel()
             await app.state.backends.close()
 
+    exporting = telemetry.exporting()
     app = FastAPI(
         title="Bulwark API",
         version="1.0.0",
         description="The public HTTP edge of Bulwark: identity and the items resource.",
         lifespan=lifespan,
-        # FastAPI's native OpenTelemetry: one server span per request, named by route, trace
-        # context extracted from the caller. Not its log records: they would carry exception
-        # messages (which may quote secrets) out of our redacting JSON logs.
+        # FastAPI's native OpenTelemetry when spans are exported: one server span per
+        # request, named by route, trace context extracted from the caller (otherwise
+        # tracectx.py sets the same context, far cheaper). Not its log records: they would
+        # carry exception messages (which may quote secrets) out of our redacting JSON logs.
         telemetry={
-            "tracing": True,
+            "tracing": exporting,
             "operation_spans": False,  # the server span already names the route
             "metrics": False,
             "logs": False,
@@ -103,6 +107,8 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         hsts_max_age=settings.hsts_max_age_seconds,
     )
-    # Outermost of all: times and counts every answer, the edge's own ones too.
+    # Outermost but for the trace context: times and counts every answer, the edge's too.
     app.add_middleware(MetricsMiddleware)
+    if not exporting:
+        app.add_middleware(TraceContextMiddleware)
     return app

@@ -43,6 +43,7 @@ class EdgeMiddleware:
         # Built once: the headers every response gets (unless the app set them itself).
         self.strict = (*base, (b"content-security-policy", STRICT_CSP.encode()))
         self.docs = (*base, (b"content-security-policy", DOCS_CSP.encode()))
+        self.names = frozenset(name for name, _ in self.strict)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,8 +58,9 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", ()))
-                present = {k.lower() for k, _ in headers}
-                headers += [h for h in extra if h[0] not in present]
+                # ASGI header names are lowercase: only ours are looked for, no copies made.
+                present = {k for k, _ in headers if k in self.names}
+                headers += [h for h in extra if h[0] not in present] if present else extra
                 message = {**message, "headers": headers}
             await send(message)
 

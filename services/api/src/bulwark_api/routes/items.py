@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Integer, Select, and_, bindparam, insert, or_, select
 
 from bulwark_api.db import Item
-from bulwark_api.deps import BackendsDep, require_scope
+from bulwark_api.deps import BackendsDep, backends_of, require_scope
 from bulwark_api.problems import Problem, problem_responses
 from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate
 from bulwark_api.tokens import Claims
@@ -141,8 +141,9 @@ def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, st
     responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
 )
 async def create_item(
-    body: ItemCreate, claims: Writer, backends: BackendsDep, response: Response
+    body: ItemCreate, claims: Writer, request: Request, response: Response
 ) -> Response:
+    backends = backends_of(request)
     now = datetime.now(UTC)
     item = {
         "id": str(uuid.uuid4()),
@@ -168,8 +169,8 @@ async def create_item(
 )
 async def list_items(
     claims: Reader,
+    request: Request,
     response: Response,
-    backends: BackendsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     owner: Annotated[uuid.UUID | None, Query(description="admins with items:admin")] = None,
@@ -179,6 +180,7 @@ async def list_items(
         raise Problem(
             403, "owner and all need the admin role and the scope items:admin", scope=ITEMS_ADMIN
         )
+    backends = backends_of(request)
     params: dict[str, Any] = {"limit": limit + 1}
     if not all:
         params["owner"] = str(owner) if owner else claims.sub
@@ -199,10 +201,10 @@ async def list_items(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_item(
-    item_id: uuid.UUID, claims: Reader, backends: BackendsDep, response: Response
+    item_id: uuid.UUID, claims: Reader, request: Request, response: Response
 ) -> Response:
     _, read, params = _visible(claims, item_id)
-    item = await backends.reads.one(read, params)
+    item = await backends_of(request).reads.one(read, params)
     if item is None:
         raise Problem(404, NOT_FOUND)
     return _json(_item(item), response)

@@ -219,6 +219,24 @@ def test_argon2_concurrency_is_capped_and_queued(monkeypatch: pytest.MonkeyPatch
     assert peak == 2
 
 
+def _rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_argon2_memory_stays_at_the_cap_whatever_the_callers_threads() -> None:
+    """16 caller threads verifying in turn hold at most `max_concurrent` argon2 buffers
+    (19 MiB each): the computations run on threads of their own. When each caller thread
+    computed itself, glibc kept one freed buffer per thread: ~+285 MiB here."""
+    capped = Passwords(time_cost=1, memory_cost_kib=19456, parallelism=1, max_concurrent=2)
+    stored = capped.hash(GOOD)
+    before = _rss_mib()
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(lambda _: capped.verify(stored, GOOD), range(48)))
+    grown = _rss_mib() - before
+    assert grown < 4 * 19, f"RSS grew by {grown:.0f} MiB"
+
+
 def test_argon2_cap_defaults_to_the_cpus_and_refuses_zero(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,13 +4,13 @@ no composition rules)."""
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import resources
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from bulwark_common.metrics import ARGON2_DURATION, ARGON2_QUEUE, ARGON2_WAIT, Observer
 
 _HASH_TIME, _VERIFY_TIME = ARGON2_DURATION.labels("hash"), ARGON2_DURATION.labels("verify")
+T = TypeVar("T")
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -60,16 +61,20 @@ class Passwords:
     """argon2id with fixed parameters. Hashes made with other parameters still verify and
     are reported by `needs_rehash`, so raising the cost upgrades hashes at the next login.
 
-    At most `max_concurrent` computations run at once, the others wait their turn: memory
-    stays bounded at max_concurrent x memory_cost whatever the number of worker threads and
-    callers (a burst of logins cannot run the process out of memory); and with more hashes
-    at once than cores, each one only gets slower (measured: 4 threads on 2 cores verify
-    fewer per second than 2)."""
+    Computations run on `max_concurrent` threads of their own; callers wait their turn.
+    - With more hashes at once than cores, each one only gets slower (measured: 4 threads on
+      2 cores verify fewer per second than 2).
+    - Memory stays at max_concurrent x memory_cost: glibc keeps a freed 19 MiB buffer in the
+      arena of the thread that used it, so when every gRPC worker thread hashed in turn
+      (a semaphore, before), users' RSS grew to one buffer per worker thread (measured:
+      131 -> 440 MiB under login load; with 16 threads hashing in turn, 32 -> 317 MiB).
+      Returning the buffers to the kernel instead (a fixed mmap threshold) cost 40 % more
+      CPU per verify in page faults."""
 
     def __init__(
         self, *, time_cost: int, memory_cost_kib: int, parallelism: int, max_concurrent: int
     ) -> None:
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._threads = ThreadPoolExecutor(max_concurrent, thread_name_prefix="argon2")
         self._hasher = PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_cost_kib,
@@ -80,36 +85,33 @@ class Passwords:
         )
         # Verified against when the username is unknown, so that answer costs one argon2
         # computation with the current parameters, like a real one.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+        self._dummy_hash = self._run(_HASH_TIME, self._hasher.hash, secrets.token_urlsafe(32))
 
-    @contextmanager
-    def _slot(self, duration: Observer) -> Iterator[None]:
-        """A computation slot; the wait for it and the computation are measured."""
-        start = time.perf_counter()
+    def _run(self, duration: Observer, compute: Callable[..., T], *args: str) -> T:
+        """`compute(*args)` on an argon2 thread; the wait for one and the work are measured."""
+        queued = time.perf_counter()
         ARGON2_QUEUE.inc()
-        try:
-            self._slots.acquire()
-        finally:
+
+        def job() -> T:
+            started = time.perf_counter()
             ARGON2_QUEUE.dec()
-        got = time.perf_counter()
-        ARGON2_WAIT.observe(got - start)
-        try:
-            yield
-        finally:
-            self._slots.release()
-            duration.observe(time.perf_counter() - got)
+            ARGON2_WAIT.observe(started - queued)
+            try:
+                return compute(*args)
+            finally:
+                duration.observe(time.perf_counter() - started)
+
+        return self._threads.submit(job).result()
 
     def hash(self, password: str) -> str:
-        with self._slot(_HASH_TIME):
-            return self._hasher.hash(normalize(password))
+        return self._run(_HASH_TIME, self._hasher.hash, normalize(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True when `password` matches. `None` (no such user) burns a dummy verification
         and is always False."""
         target = self._dummy_hash if password_hash is None else password_hash
         try:
-            with self._slot(_VERIFY_TIME):
-                ok = self._hasher.verify(target, normalize(password))
+            ok = self._run(_VERIFY_TIME, self._hasher.verify, target, normalize(password))
         except (VerificationError, InvalidHashError):
             return False
         return ok and password_hash is not None

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from unittest import mock
 
 import httpx
 
 from bulwark_devstack.infra import venv_script
-from bulwark_devstack.stack import Stack
+from bulwark_devstack.stack import Stack, StackConfig
 
 
 def random_ip() -> str:
@@ -75,3 +80,53 @@ def create_admin(stack: Stack, username: str, password: str) -> None:
         capture_output=True,
         env=stack.config.environment("users"),
     )
+
+
+# The user-events consumer polls its stream in the background: its commands are not a
+# request's round trips.
+CONSUMER_COMMANDS = (b"XREADGROUP", b"XAUTOCLAIM", b"XGROUP", b"XACK")
+
+
+@dataclass
+class InProcessApi:
+    """api in this process with a running stack's own api identity (same Vault login, mTLS,
+    limits), and every command it sends to Redis, counted on the wire."""
+
+    client: Any  # fastapi.testclient.TestClient, lifespan started
+    config: StackConfig
+    redis_sends: list[bytes]
+
+    @property
+    def backends(self) -> Any:
+        return self.client.app.state.backends
+
+
+@contextlib.contextmanager
+def in_process_api(config: StackConfig) -> Iterator[InProcessApi]:
+    from fastapi.testclient import TestClient
+    from redis.asyncio.connection import Connection
+
+    from bulwark_api.app import create_app
+    from bulwark_api.settings import ApiSettings
+    from bulwark_common.runtime import Runtime
+
+    sends: list[bytes] = []
+    original = Connection.send_packed_command
+
+    async def counting(self: Connection, command: Any, check_health: bool = True) -> None:
+        packed = b"".join(command) if isinstance(command, list) else bytes(command)
+        if not any(name in packed for name in CONSUMER_COMMANDS):
+            sends.append(packed)
+        await original(self, command, check_health)
+
+    with (
+        mock.patch.dict(os.environ, config.environment("api")),
+        mock.patch.object(Connection, "send_packed_command", counting),
+    ):
+        settings = ApiSettings()
+        runtime = Runtime.start(settings, service="api", program="test", database_url=None)
+        try:
+            with TestClient(create_app(settings, runtime)) as client:
+                yield InProcessApi(client, config, sends)
+        finally:
+            runtime.close()

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bulwark_devstack.bench.loadgen import LoadGenerator, LoadResult, run_wrk, wrk_lua
+from bulwark_devstack.bench.loadgen import LoadGenerator, LoadResult, paced, run_wrk, wrk_lua
 from bulwark_devstack.bench.login import Account, wrk_script
 
 SHARES = (0.5, 0.9)
@@ -118,20 +118,23 @@ def run_capacity(
             read.append(Paced(share, rate, result))
         if loadgen.wrk is not None:
             with tempfile.TemporaryDirectory(prefix="bulwark-bench-") as tmp:
+                wrk, script = loadgen.wrk, Path(tmp) / "logins.lua"
                 for share in SHARES:
                     rate = share * login_capacity
-                    script = Path(tmp) / f"logins-{share}.lua"
-                    pause = wrk_lua(None, rate, login_concurrency)
-                    script.write_text(wrk_script(accounts) + pause)
-                    result = run_wrk(
-                        loadgen.wrk,
-                        f"{api_url}/v1/auth/token",
-                        {},
-                        login_concurrency,
-                        seconds,
-                        script=script,
-                    )
-                    login.append(Paced(share, rate, result))
+
+                    def once(answer_ms: float, duration: float, rate: float = rate) -> LoadResult:
+                        pause = wrk_lua(None, rate, login_concurrency, answer_ms)
+                        script.write_text(wrk_script(accounts) + pause)
+                        return run_wrk(
+                            wrk,
+                            f"{api_url}/v1/auth/token",
+                            {},
+                            login_concurrency,
+                            duration,
+                            script=script,
+                        )
+
+                    login.append(Paced(share, rate, paced(once, rate, login_concurrency, seconds)))
     return CapacityResult(read_capacity, login_capacity, read, login, dict(idle), peak.peak)
 
 

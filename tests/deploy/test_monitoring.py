@@ -32,6 +32,7 @@ REQUIRED_ALERTS = {
     "BulwarkHttpErrorRatioHigh",
     "BulwarkGrpcErrorRatioHigh",
     "BulwarkLoginFailureSpike",
+    "BulwarkManyAccountsInBackoff",
     "BulwarkRefreshTokenReuseDetected",
     "BulwarkCertificateExpiringSoon",
     "BulwarkVaultLeaseExpiringSoon",
@@ -153,6 +154,65 @@ def test_prometheus_rules_pass_promtool(monitored: Docs, tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in done.stdout
+
+
+def test_accounts_in_backoff_alert_takes_the_max_over_replicas(
+    monitored: Docs, tmp_path: Path
+) -> None:
+    """Every auth replica reports the same count (one set in Redis): three replicas at 30
+    stay under the default 50 (a sum would fire); two at 60 fire after 10 minutes."""
+    [rule] = find(monitored, "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    name = "BulwarkManyAccountsInBackoff"
+    [summary] = [
+        r["annotations"]["summary"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == name
+    ]
+
+    def replicas(count: int, value: int) -> list[dict[str, str]]:
+        labels = f'namespace="{NAMESPACE}", job="bulwark-auth-metrics"'
+        return [
+            {
+                "series": f'bulwark_auth_accounts_in_backoff{{{labels}, pod="auth-{i}"}}',
+                "values": f"{value}x15",
+            }
+            for i in range(count)
+        ]
+
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": replicas(3, 30),
+            "alert_rule_test": [{"eval_time": "12m", "alertname": name, "exp_alerts": []}],
+        },
+        {
+            "interval": "1m",
+            "input_series": replicas(2, 60),
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": name, "exp_alerts": []},  # pending
+                {
+                    "eval_time": "12m",
+                    "alertname": name,
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"severity": "warning"},
+                            "exp_annotations": {
+                                "summary": summary.replace("{{ $value | humanize }}", "60")
+                            },
+                        }
+                    ],
+                },
+            ],
+        },
+    ]
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": tests}))
+    done = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Prometheus metrics on a real stack: each service's exposition passes `promtool check
 metrics`, is served on the management/metrics port only, counts what happened (failed logins,
-429s, refresh reuse, refused tokens, RED per route template and gRPC method) and carries no
-user identifier, address or token in any label."""
+accounts in backoff, 429s, refresh reuse, refused tokens, RED per route template and gRPC
+method) and carries no user identifier, address or token in any label."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def stack(stack_factory: Callable[..., Stack]) -> Iterator[Stack]:
             "api": {"API_TRUSTED_PROXIES": '["127.0.0.1/32"]', "API_TOKEN_RATE": "5/minute"},
             # One argon2id computation at a time: concurrent sign-ups must queue.
             "users": {"USERS_ARGON2_MAX_CONCURRENT": "1"},
+            # Backoffs long enough that a scrape right after one cannot race its end.
+            "auth": {"AUTH_BACKOFF_BASE_SECONDS": "20", "AUTH_BACKOFF_MAX_SECONDS": "20"},
         }
     )
 
@@ -116,6 +118,19 @@ def test_failed_login_counts_as_failed_and_a_good_one_as_ok(stack: Stack) -> Non
             before, "bulwark_auth_logins_total", result=result
         )
         assert grew == delta, result
+
+
+def test_an_account_in_backoff_shows_in_the_gauge(stack: Stack) -> None:
+    user = _session(stack)
+    url = stack.config.metrics_url("auth")
+    assert "bulwark_auth_accounts_in_backoff" in names(scrape(url))
+    ip = random_ip()
+    with _client(stack) as http:
+        for _ in range(3):  # AUTH_BACKOFF_FREE_FAILURES: the third starts a 20 s backoff
+            assert _login(http, user.username, "wrong-" + user.password, ip=ip) == 400
+        assert _login(http, user.username, user.password, ip=ip) == 400  # refused: in backoff
+    # At least this account (other tests' backoffs may end meanwhile: no exact delta).
+    assert value(scrape(url), "bulwark_auth_accounts_in_backoff") >= 1
 
 
 def test_rate_limit_rejection_counts_by_limit(stack: Stack) -> None:

@@ -1,13 +1,23 @@
-"""Login backoff: the math, and the Redis reservation script behind it."""
+"""Login backoff: the math, the Redis reservation script behind it, and the accounts-in-
+backoff gauge read from Redis when /metrics is scraped."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 import redis
 
 from bulwark_auth.bruteforce import LoginThrottle, backoff_seconds
+from bulwark_common import metrics
+from bulwark_devstack import infra
+from bulwark_devstack.scrape import names, scrape, value
+
+GAUGE = "bulwark_auth_accounts_in_backoff"
 
 
 def test_backoff_math() -> None:
@@ -110,3 +120,87 @@ def test_an_unchecked_attempt_is_released(
     # A checked failure still counts.
     throttle.reserve("dave", "192.0.2.1")
     assert throttle.reserve("dave", "192.0.2.1").backoff_seconds == 30
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def exporter() -> Iterator[str]:
+    """The /metrics server `bulwark-auth serve` runs, on a free port; the URL to scrape."""
+    server = metrics.serve("127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.server_port}/metrics"
+    metrics.track_accounts_in_backoff(None)
+    server.shutdown()
+    server.server_close()
+
+
+def test_gauge_counts_accounts_in_backoff_until_the_last_source_s_ends(
+    redis_url: str, redis_prefix: str, exporter: str
+) -> None:
+    # free_failures=2: a source's second failure starts its backoff. Two throttles on one
+    # prefix: the same account gets a long backoff from one source, a short one from another.
+    long = make(redis_url, redis_prefix, base_seconds=1.5, max_seconds=1.5)
+    short = make(redis_url, redis_prefix, base_seconds=0.2, max_seconds=0.2)
+    metrics.track_accounts_in_backoff(long.accounts_in_backoff)
+    assert value(scrape(exporter), GAUGE) == 0 and GAUGE in names(scrape(exporter))
+    for _ in range(2):
+        long.reserve("ann", "192.0.2.1")
+        long.reserve("ben", "192.0.2.1")
+        short.reserve("Ann", "192.0.2.2")  # the same account (case-insensitive)
+    long.reserve("cy", "192.0.2.1")  # one failure: no backoff
+    long.reserve("ann", "192.0.2.3")  # the owner, elsewhere: success ends only that source's
+    long.succeeded("ann", "192.0.2.3")
+    text = scrape(exporter)
+    assert value(text, GAUGE) == 2
+    done = subprocess.run(
+        [infra.promtool(), "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    client = redis.Redis.from_url(redis_url)
+    backoff = f"{redis_prefix}login:backoff:192.0.2."
+    wait_until(lambda: not client.exists(f"{backoff}2 ann"))
+    counted = value(scrape(exporter), GAUGE)
+    # Read after the scrape: the long backoffs were still on when it counted.
+    assert client.exists(f"{backoff}1 ann", f"{backoff}1 ben") == 2, "too slow for 1.3 s margin"
+    assert counted == 2  # ann stays counted while any source's backoff lasts
+
+    wait_until(lambda: value(scrape(exporter), GAUGE) == 0)
+    assert not list(client.scan_iter(match=f"{redis_prefix}login:backoff:*"))
+    # The set expires with its longest backoff: nothing is left behind.
+    wait_until(lambda: not client.exists(f"{redis_prefix}login:backoffs"))
+
+
+def test_the_set_keeps_only_accounts_whose_backoff_has_not_ended(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Ended backoffs are dropped when the next one starts, and the set always expires with
+    its longest backoff, so an attack cannot make it outgrow the accounts in backoff."""
+    short = make(redis_url, redis_prefix, free_failures=1, base_seconds=0.3, max_seconds=0.3)
+    long = make(redis_url, redis_prefix, free_failures=1, base_seconds=30, max_seconds=30)
+    client = redis.Redis.from_url(redis_url)
+    key = f"{redis_prefix}login:backoffs"
+    short.reserve("dora", "192.0.2.1")
+    assert 0 < client.pttl(key) <= 300
+    long.reserve("finn", "192.0.2.1")
+    assert client.pttl(key) > 29_000  # as long as its longest member
+    wait_until(lambda: short.accounts_in_backoff() == 1)  # dora's has ended
+    short.reserve("erin", "192.0.2.1")
+    assert client.pttl(key) > 29_000  # a shorter backoff does not shorten it
+    assert set(client.zrange(key, 0, -1)) == {b"finn", b"erin"}  # dora dropped
+
+
+def test_scrape_succeeds_without_the_gauge_when_redis_is_down(exporter: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        down = make(f"redis://127.0.0.1:{sock.getsockname()[1]}/0", "test:down:")
+        metrics.track_accounts_in_backoff(down.accounts_in_backoff)
+        r = httpx.get(exporter, timeout=10)
+    assert r.status_code == 200
+    assert GAUGE not in names(r.text)  # absent, not a made-up 0
+    assert "bulwark_auth_logins" in names(r.text)  # the rest of the exposition is there

@@ -146,6 +146,7 @@ class _Expiring:
         self.certificates: dict[str, Callable[[], float]] = {}
         self.pools: dict[str, Any] = {}
         self.http_servers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.accounts_in_backoff: Callable[[], int | None] | None = None
 
 
 _SOURCES = _Expiring()
@@ -175,6 +176,15 @@ def track_http_in_flight(server: Any) -> None:
     int the event loop updates: a prometheus Gauge would take two locks per request)."""
     with _SOURCES._lock:
         _SOURCES.http_servers.add(server)
+
+
+def track_accounts_in_backoff(count: Callable[[], int | None] | None) -> None:
+    """Expose `bulwark_auth_accounts_in_backoff` as `count()` at each scrape (auth's login
+    throttle, reading Redis; None: no longer). `count` returns None when it cannot tell
+    (Redis down): that scrape then has no such sample, rather than failing or reporting a
+    made-up value."""
+    with _SOURCES._lock:
+        _SOURCES.accounts_in_backoff = count
 
 
 def _pool_waiting(pool: Any) -> int:
@@ -241,8 +251,27 @@ class _ScrapeTime(Collector):
             )
 
 
+class _SharedState(Collector):
+    """Values read when scraped from state every replica shares (Redis): each replica
+    reports the same number, so dashboards and alerts take the max, never the sum."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with _SOURCES._lock:
+            count = _SOURCES.accounts_in_backoff
+        accounts = None if count is None else count()
+        if accounts is not None:
+            yield GaugeMetricFamily(
+                "bulwark_auth_accounts_in_backoff",
+                "Accounts some source is in backoff for now (the same value from every auth "
+                "replica: take the max).",
+                value=accounts,
+            )
+
+
 _SCRAPE_TIME = _ScrapeTime()
 REGISTRY.register(_SCRAPE_TIME)
+_SHARED_STATE = _SharedState()
+REGISTRY.register(_SHARED_STATE)
 
 
 def multiprocess_dir() -> str | None:
@@ -263,13 +292,14 @@ def prepare_multiprocess_dir() -> None:
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of this process, or of all worker processes in multi-process
-    mode (plus this process's scrape-time values)."""
+    mode (plus this process's scrape-time and shared-state values)."""
     directory = multiprocess_dir()
     if directory is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     registry.register(_SCRAPE_TIME)
+    registry.register(_SHARED_STATE)
     ProcessCollector(registry=registry)  # process_*: of the process answering the scrape
     return generate_latest(registry), CONTENT_TYPE_LATEST
 

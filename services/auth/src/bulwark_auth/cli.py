@@ -11,7 +11,7 @@ from bulwark_auth.keys import Keyring, SigningKeyError, load_keyring, rotate_key
 from bulwark_auth.models import MIGRATIONS
 from bulwark_auth.service import AuthServicer, add_to_server
 from bulwark_auth.settings import AuthSettings
-from bulwark_common import grpcio
+from bulwark_common import grpcio, metrics
 from bulwark_common.identity import SUITE_CALLERS
 from bulwark_common.logging import setup_logging
 from bulwark_common.runtime import Runtime
@@ -72,6 +72,7 @@ def serve() -> None:
         server_name="users" if runtime.tls is not None else None,
     )
     servicer = AuthServicer(settings, db, keyring, redis_client, users_channel)
+    metrics.track_accounts_in_backoff(servicer.throttle.accounts_in_backoff)
 
     def redis_check() -> None:
         redis_client.ping()

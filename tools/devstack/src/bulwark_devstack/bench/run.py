@@ -149,12 +149,15 @@ def run(options: Options) -> dict[str, Any]:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bulwark-bench-")))
         redis_url, redis_note = _redis(cleanup, tmp)
         database_urls, db_note = _databases(cleanup)
-        prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-        # As deployed: every secret from Vault, mTLS on every gRPC hop.
+        run_id = uuid.uuid4().hex[:8]
+        prefix = f"bench:{run_id}:"
+        # As deployed: every secret from Vault, mTLS on every gRPC hop. A Vault prefix of
+        # its own: tearing down drops its Redis ACL users by name, on a Redis other runs and
+        # stacks may share.
         server = cleanup.enter_context(vault.dev_server(tmp / "bao"))
         deployment = cleanup.enter_context(
             vault.deployment(
-                server, "bench", "bench", database_urls, redis_url, prefix, tmp / "vault"
+                server, f"bench{run_id}", "bench", database_urls, redis_url, prefix, tmp / "vault"
             )
         )
         config = StackConfig(

@@ -249,3 +249,69 @@ def test_generated_stubs_work_on_renewing_channels(ca: CertAuthority, users: Run
     serving = health_pb2.HealthCheckResponse.SERVING
     assert asyncio.run(aio()) == (serving, serving)
     assert users.echo.calls == []  # health answered; the echo handlers never ran
+
+
+class _Counting(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Counts how often the chain is asked for a handler and how often a handler runs."""
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        self.ran = 0
+
+    def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+        self.built.append(details.method)
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
+
+        def counted(request, context):  # type: ignore[no-untyped-def]
+            self.ran += 1
+            return behaviour(request, context)
+
+        return handler._replace(unary_unary=counted)
+
+
+MISSING = AUTH_ONLY.replace("AuthOnly", "Missing")
+
+
+def test_interceptors_build_once_per_method_and_checks_run_every_call(
+    ca: CertAuthority,
+) -> None:
+    echo, counting = Echo(), _Counting()
+    server = grpcio.build_server(
+        name="echo",
+        host="127.0.0.1",
+        port=0,
+        register=echo.register,
+        checks={},
+        tls=StaticCerts(ca, "users"),
+        callers={
+            AUTH_ONLY: frozenset({"auth"}),
+            OPEN: frozenset({"api", "auth"}),
+            MISSING: frozenset({"auth"}),
+        },
+        interceptors=[counting],
+    )
+    server.start()
+    target = f"127.0.0.1:{server.port}"
+    try:
+        with (
+            mtls(target, StaticCerts(ca, "auth")) as auth,
+            mtls(target, StaticCerts(ca, "api")) as api,
+        ):
+            # The caller check still decides per call once the handler is built.
+            assert [call(auth, AUTH_ONLY), call(api, AUTH_ONLY), call(auth, AUTH_ONLY)] == [
+                Code.OK,
+                Code.PERMISSION_DENIED,
+                Code.OK,
+            ]
+            assert [call(api, OPEN), call(api, OPEN)] == [Code.OK, Code.OK]
+            assert [call(auth, UNLISTED), call(auth, UNLISTED)] == [Code.PERMISSION_DENIED] * 2
+            # Methods the server lacks are answered every time and never kept.
+            assert [call(auth, MISSING), call(auth, MISSING)] == [Code.UNIMPLEMENTED] * 2
+    finally:
+        server.stop(0)
+    assert echo.calls == [("AuthOnly", "auth")] * 2 + [("Open", "api")] * 2
+    assert counting.built == [AUTH_ONLY, OPEN, UNLISTED, MISSING, MISSING]
+    assert counting.ran == 4

@@ -131,6 +131,57 @@ class Server:
             event.wait()
 
 
+# Handlers built per method by _BuiltOnce: bounded by the services' own methods (unknown
+# names are never kept); the bound is a guard, far above what the suite serves.
+MAX_BUILT_METHODS = 128
+
+
+class _BuiltOnce(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Runs the interceptor chain once per method and reuses the handler it builds. gRPC
+    asks the whole chain again on every call, and each interceptor wraps the method's
+    handler in fresh closures (profiled: ~13% of users' Python time on GET /v1/users/me).
+    Every interceptor here decides by the method name only; what they check per call runs
+    inside the wrapped handler, so it still runs on every call."""
+
+    def __init__(self, chain: Iterable[grpc.ServerInterceptor]) -> None:
+        self._chain = tuple(chain)
+        self._built: dict[str, grpc.RpcMethodHandler] = {}
+
+    def _run(
+        self,
+        at: int,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        if at == len(self._chain):
+            return continuation(details)
+        return self._chain[at].intercept_service(
+            lambda d: self._run(at + 1, continuation, d), details
+        )
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = details.method
+        handler = self._built.get(method)
+        if handler is not None:
+            return handler
+        registered: list[grpc.RpcMethodHandler | None] = []
+
+        def lookup(d: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+            found = continuation(d)
+            registered.append(found)
+            return found
+
+        handler = self._run(0, lookup, details)
+        # Only methods the server has (a peer can name any number of others).
+        if registered and registered[0] is not None and len(self._built) < MAX_BUILT_METHODS:
+            self._built[method] = handler
+        return handler
+
+
 def _bind(
     server: grpc.Server, address: str, name: str, creds: grpc.ServerCredentials | None
 ) -> int:
@@ -180,7 +231,7 @@ def build_server(
     chain.extend(interceptors)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=chain,
+        interceptors=[_BuiltOnce(chain)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_workers * 8,
     )

@@ -10,11 +10,11 @@ from typing import Annotated, Literal, get_args
 
 import grpc
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import BackendsDep, ClientIP, require_scope
+from bulwark_api.jsonout import created_secret
 from bulwark_api.problems import Problem, from_rpc, problem_responses
 from bulwark_api.schemas import Strict
 from bulwark_api.tokens import Claims
@@ -84,8 +84,12 @@ def _out(key: users_pb2.ApiKey) -> ApiKeyOut:
     summary="Create an API key (the key is in this answer only)",
 )
 async def create_key(
-    body: ApiKeyCreate, claims: ProfileWriter, backends: BackendsDep, ip: ClientIP
-) -> JSONResponse:
+    body: ApiKeyCreate,
+    claims: ProfileWriter,
+    backends: BackendsDep,
+    ip: ClientIP,
+    response: Response,
+) -> Response:
     _person(claims)
     if claims.key_id is not None:
         raise Problem(403, "API keys cannot create API keys: use an access token")
@@ -109,11 +113,7 @@ async def create_key(
     created = ApiKeyCreated(
         id=out.id, name=out.name, key=reply.secret, scopes=out.scopes, expires_at=out.expires_at
     )
-    return JSONResponse(
-        created.model_dump(mode="json"),
-        status_code=201,
-        headers={"Cache-Control": "no-store", "Location": f"/v1/users/me/api-keys/{out.id}"},
-    )
+    return created_secret(created, response, f"/v1/users/me/api-keys/{out.id}")
 
 
 @router.get(

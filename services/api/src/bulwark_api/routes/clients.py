@@ -10,11 +10,11 @@ from typing import Annotated, Literal, get_args
 
 import grpc
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import AdminClaims, BackendsDep, ClientIP
+from bulwark_api.jsonout import created_secret
 from bulwark_api.problems import Problem, from_rpc, problem_responses
 from bulwark_api.schemas import Strict
 from bulwark_common.scopes import CLIENT_SCOPES
@@ -55,8 +55,8 @@ class ClientList(BaseModel):
     summary="Register an OAuth2 client (the secret is in this answer only)",
 )
 async def create_client(
-    body: ClientCreate, claims: AdminClaims, backends: BackendsDep, ip: ClientIP
-) -> JSONResponse:
+    body: ClientCreate, claims: AdminClaims, backends: BackendsDep, ip: ClientIP, response: Response
+) -> Response:
     try:
         reply = await backends.users.CreateClient(
             users_pb2.CreateClientRequest(
@@ -71,11 +71,7 @@ async def create_client(
         name=reply.client.name,
         scopes=list(reply.client.scopes),
     )
-    return JSONResponse(
-        out.model_dump(),
-        status_code=201,
-        headers={"Cache-Control": "no-store", "Location": f"/v1/clients/{out.client_id}"},
-    )
+    return created_secret(out, response, f"/v1/clients/{out.client_id}")
 
 
 @router.get(

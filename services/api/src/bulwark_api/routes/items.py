@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Integer, Select, and_, bindparam, insert, or_, select
 
 from bulwark_api.db import Item
 from bulwark_api.deps import BackendsDep, backends_of, require_scope
+from bulwark_api.jsonout import json_response
 from bulwark_api.problems import Problem, problem_responses
 from bulwark_api.schemas import ItemCreate, ItemList, ItemOut, ItemUpdate
 from bulwark_api.tokens import Claims
@@ -62,22 +62,6 @@ def _utc(ts: datetime) -> datetime:
 def _item(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row of the items table as ItemOut's JSON fields (datetimes as UTC)."""
     return {f: row[f] for f in _ITEM_FIELDS}
-
-
-def _json(body: Any, sub: Response, status_code: int = 200) -> Response:
-    """The answer, with the headers the dependencies set on `sub` (the rate limit's):
-    FastAPI copies those only into responses it builds itself.
-
-    The rows are typed by the table: serialised once by orjson, no model in between (the
-    route's response_model still documents the shape). Naive datetimes are UTC (SQLite's),
-    written with a Z like pydantic does."""
-    out = Response(
-        orjson.dumps(body, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC),
-        status_code=status_code,
-        media_type="application/json",
-    )
-    out.headers.raw.extend(sub.headers.raw)
-    return out
 
 
 def _encode_cursor(item: Mapping[str, Any]) -> str:
@@ -157,7 +141,7 @@ async def create_item(
     # round trips and the ORM's unit of work (the session stays for multi-statement writes).
     async with backends.single.connect() as conn:
         await conn.execute(_INSERT, item)
-    out = _json(_item(item), response, 201)
+    out = json_response(_item(item), response, 201)
     out.headers["Location"] = f"/v1/items/{item['id']}"
     return out
 
@@ -192,7 +176,7 @@ async def list_items(
         "items": [_item(r) for r in page],
         "next_cursor": _encode_cursor(page[-1]) if more else None,
     }
-    return _json(body, response)
+    return json_response(body, response)
 
 
 @router.get(
@@ -207,7 +191,7 @@ async def get_item(
     item = await backends_of(request).reads.one(read, params)
     if item is None:
         raise Problem(404, NOT_FOUND)
-    return _json(_item(item), response)
+    return json_response(_item(item), response)
 
 
 @router.patch(

@@ -43,6 +43,7 @@ _DOWN = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, cannot connect now
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # revoked credential
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    asyncpg.InternalClientError,  # a connection left broken by an outage (closed: _run)
 )
 
 
@@ -122,22 +123,30 @@ class PgReads:
             found = self._compiled[id(stmt)] = (stmt, _Compiled(stmt))
         return found[1]
 
-    async def one(self, stmt: Select[Any], params: Mapping[str, Any]) -> Row | None:
+    async def _run(self, stmt: Select[Any], params: Mapping[str, Any], many: bool) -> Any:
         c = self._sql(stmt)
+        args = [params[n] for n in c.names]
         try:
             pool = self._pool or await self._pool_()
-            row: Row | None = await pool.fetchrow(c.sql, *(params[n] for n in c.names))
+            async with pool.acquire() as conn:
+                try:
+                    return await (conn.fetch if many else conn.fetchrow)(c.sql, *args)
+                except BaseException:
+                    # Without a reset on release (see the pool), a connection whose
+                    # statement failed or was interrupted could go back to the pool in the
+                    # middle of the protocol ("another operation is in progress", seen
+                    # under a PostgreSQL outage): it is closed instead.
+                    conn.terminate()
+                    raise
         except _DOWN as exc:
             raise Unavailable(type(exc).__name__) from exc
+
+    async def one(self, stmt: Select[Any], params: Mapping[str, Any]) -> Row | None:
+        row: Row | None = await self._run(stmt, params, many=False)
         return row
 
     async def all(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        c = self._sql(stmt)
-        try:
-            pool = self._pool or await self._pool_()
-            rows: Sequence[Row] = await pool.fetch(c.sql, *(params[n] for n in c.names))
-        except _DOWN as exc:
-            raise Unavailable(type(exc).__name__) from exc
+        rows: Sequence[Row] = await self._run(stmt, params, many=True)
         return rows
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ import hmac
 import json
 import math
 import time
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -167,3 +168,45 @@ def test_verified_tokens_are_cached_but_expiry_still_applies(keys: Keys) -> None
             await asyncio.sleep(0.05)
 
     asyncio.run(run())
+
+
+def test_the_cache_is_bounded_and_drops_expired_tokens(keys: Keys) -> None:
+    v = Verifier(keys.fetch, issuer=ISS, audience=AUD, cache_size=3)
+    short = keys.sign(keys.claims(exp=math.ceil(time.time()) - LEEWAY_SECONDS + 1))
+    fresh = [keys.sign() for _ in range(4)]
+
+    async def run() -> None:
+        await v.verify(short)
+        deadline = time.monotonic() + 5
+        while v.cached(short) is not None:  # until the short-lived token has expired
+            assert time.monotonic() < deadline, "a cached token outlived its expiry"
+            await asyncio.sleep(0.05)
+        await v.verify(fresh[0])  # the expired entry goes when a new one arrives
+        assert [v.cached(t) is not None for t in (short, fresh[0])] == [False, True]
+        for token in fresh[1:]:
+            await v.verify(token)  # one over the bound: the least recently used goes
+        assert [v.cached(t) is not None for t in fresh] == [False, True, True, True]
+
+    asyncio.run(run())
+
+
+def test_a_cached_token_costs_little_memory(keys: Keys) -> None:
+    # The soak showed api's RSS growing while the 10,000-entry cache filled (~1.8 KB an
+    # entry then). Claims use slots and share their scope and role sets.
+    tokens = [keys.sign() for _ in range(2000)]
+    v = Verifier(keys.fetch, issuer=ISS, audience=AUD)
+
+    async def fill() -> None:
+        for token in tokens:
+            await v.verify(token)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        asyncio.run(fill())
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    per_entry = grown / len(tokens)  # the tokens themselves were allocated before
+    assert per_entry < 700, f"{per_entry:.0f} bytes per cached token besides the token"

@@ -42,7 +42,7 @@ class UnknownKid(InvalidToken):
     reason = "unknown_kid"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claims:
     sub: str
     jti: str
@@ -135,8 +135,23 @@ def claims_of(payload: dict[str, Any]) -> Claims:
         jti=payload["jti"],
         iat=float(iat),
         exp=int(payload["exp"]),
-        scopes=frozenset(scope.split()),
-        roles=frozenset(str(r) for r in roles),
+        scopes=_shared(frozenset(scope.split())),
+        roles=_shared(frozenset(str(r) for r in roles)),
         sid=sid,
         client_id=client_id,
     )
+
+
+# Verifiers cache claims per token (api holds up to 10,000); nearly all tokens carry one of a
+# few scope and role sets, so each distinct set is kept once instead of once per token.
+_SETS: dict[frozenset[str], frozenset[str]] = {}
+_MAX_SETS = 4096  # bounds the table against tokens with ever-new scope strings
+
+
+def _shared(value: frozenset[str]) -> frozenset[str]:
+    shared = _SETS.get(value)
+    if shared is not None:
+        return shared
+    if len(_SETS) < _MAX_SETS:
+        _SETS[value] = value
+    return value

@@ -6,7 +6,8 @@ The rules (ES256 only, a known `kid`, `typ: at+jwt`, iss, aud, exp, iat required
 carries it), and when an unknown kid appears, at most once per `min_refresh` seconds after a
 successful fetch, so a flood of forged kids cannot turn into a flood of calls to auth.
 Verified tokens are cached until they expire (signature checks are the expensive part;
-revocation is checked per request elsewhere)."""
+revocation is checked per request elsewhere). An entry costs about 1 KB, half of it the
+token itself (the key: a digest would save that but cost a hash on every request)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,12 @@ class Verifier:
             await self.refresh()
             claims = self._verify(token)
         self._cache[token] = claims
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._prune(time.time() - LEEWAY_SECONDS)
         return claims
+
+    def _prune(self, now: float) -> None:
+        """Drop from the least recently used end: whatever exceeds the bound, and expired
+        tokens, so a quiet hour does not keep the last busy hour's dead tokens in memory."""
+        cache = self._cache
+        while cache and (len(cache) > self._cache_size or next(iter(cache.values())).exp <= now):
+            cache.popitem(last=False)

@@ -66,19 +66,37 @@ check "pods holding a Kubernetes API token (only the dev OpenBao may)" none "${t
 
 echo "== rollout restart under traffic"
 # Traffic from inside the namespace to api's Service, from a pod labelled as the e2e client
-# (values-e2e.yaml lets it in), so restarts of api itself are covered too.
+# (values-e2e.yaml lets it in), so restarts of api itself are covered too. Each round asks
+# /readyz (api checks auth, users, PostgreSQL and Redis) and /v1/users/me as a real user
+# (api -> users over mTLS gRPC), paced under the per-user limit (600/minute).
+: "${BULWARK_URL:?}"
+user=rollout$(openssl rand -hex 4)
+password=$(openssl rand -hex 16)
+curl -fsS -o /dev/null -X POST "$BULWARK_URL/v1/users" -H 'Content-Type: application/json' \
+  -d "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"$password\"}"
+# 15 minutes of access token: the three restarts take a few minutes.
+token=$(curl -fsS -X POST "$BULWARK_URL/v1/auth/token" -d grant_type=password \
+  -d "username=$user" -d "password=$password" |
+  .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 probe_pod "$NS" traffic "bulwark-e2e-client=true"
 trap 'k -n "$NS" delete pod np-inside traffic --now --ignore-not-found >/dev/null; k delete namespace "$OUTSIDE" --ignore-not-found --wait=false >/dev/null' EXIT
 for component in users auth api; do
-  k -n "$NS" exec traffic -- sh -c "rm -f /tmp/failed; while [ ! -e /tmp/stop ]; do \
-    wget -q -T 5 -O /dev/null http://$(svc api):8080/readyz || echo x >>/tmp/failed; done" &
+  k -n "$NS" exec traffic -- sh -c "rm -f /tmp/failed /tmp/rounds; while [ ! -e /tmp/stop ]; do \
+    wget -q -T 5 -O /dev/null http://$(svc api):8080/readyz || echo readyz >>/tmp/failed; \
+    wget -q -T 5 -O /dev/null --header 'Authorization: Bearer $token' \
+      http://$(svc api):8080/v1/users/me || echo me >>/tmp/failed; \
+    echo . >>/tmp/rounds; sleep 0.2; done" &
   loop=$!
   k -n "$NS" rollout restart "deployment/$RELEASE-$component" >/dev/null
   k -n "$NS" rollout status "deployment/$RELEASE-$component" --timeout=300s >/dev/null
   k -n "$NS" exec traffic -- touch /tmp/stop
   wait "$loop" || true
-  failed=$(k -n "$NS" exec traffic -- sh -c 'cat /tmp/failed 2>/dev/null | wc -l; rm -f /tmp/stop')
+  # shellcheck disable=SC2016  # expanded by the pod's shell
+  read -r failed rounds < <(k -n "$NS" exec traffic -- sh -c \
+    'echo "$(cat /tmp/failed 2>/dev/null | wc -l) $(wc -l </tmp/rounds)"; rm -f /tmp/stop')
+  echo "     restarting $component: $rounds rounds of /readyz and /v1/users/me"
   check "failed requests while restarting $component" 0 "$failed"
+  [ "$rounds" -gt 0 ] || { echo "FAIL no traffic while restarting $component"; fail=1; }
 done
 k -n "$NS" delete pod traffic --now >/dev/null
 

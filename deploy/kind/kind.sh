@@ -16,6 +16,10 @@ LOCAL_PORT=${BULWARK_LOCAL_PORT:-18080}
 ADMIN=e2e-admin
 STATE=.data/kind
 k() { "$KUBECTL" --context "kind-$CLUSTER" "$@"; }
+# What to undo on exit, newest first (one trap: a second `trap ... EXIT` would replace it).
+CLEANUP=()
+on_exit() { for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do ${CLEANUP[i]} || true; done; }
+trap on_exit EXIT
 
 up() {
   local have
@@ -64,8 +68,7 @@ deploy() {
 
 port_forward() {  # $1: local port, $2: service
   k -n "$NS" port-forward "service/$RELEASE-$2" "$1:8080" >"$STATE/port-forward.log" 2>&1 &
-  PF_PID=$!
-  trap 'kill "$PF_PID" 2>/dev/null || true' EXIT
+  CLEANUP+=("kill $!")
   local deadline=$((SECONDS + 30))
   until curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; do
     [ "$SECONDS" -lt "$deadline" ] || { echo "kind: port-forward never answered" >&2; exit 1; }
@@ -93,7 +96,7 @@ case "${1:-}" in
   down) down ;;
   all)
     up
-    trap down EXIT
+    CLEANUP+=(down)
     bash deploy/images/images.sh build
     load
     deploy

@@ -100,7 +100,7 @@ kind-down: ## kind path: delete the cluster
 kind: sync check-tools ## kind path, all of it: up, images, load, deploy, e2e, down
 	@bash deploy/kind/kind.sh all
 
-manifests: check-tools ## copy deploy/vault into the chart, render deploy/k8s/ plain manifests from it
+manifests: check-tools ## render deploy/k8s/ plain manifests from the chart
 	@bash deploy/k8s/render.sh
 
 clean: ## remove the local environment and data

@@ -3,15 +3,6 @@
 # tests/deploy fails when these differ from what the chart renders.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# Helm reads nothing outside the chart: it ships byte copies of deploy/vault (setup script,
-# its policies, the PostgreSQL bootstrap) and deploy/grafana (the dashboard); tests/deploy
-# fails when they drift.
-chart=deploy/helm/bulwark
-rm -rf "$chart/files/vault"
-mkdir -p "$chart/files/vault" "$chart/files/postgres" "$chart/files/grafana"
-cp -R deploy/vault/setup.sh deploy/vault/policies "$chart/files/vault/"
-cp deploy/vault/postgres-bootstrap.sql "$chart/files/postgres/bootstrap.sql"
-cp deploy/grafana/bulwark.json "$chart/files/grafana/bulwark.json"
 render() {  # $1: output file, $2...: values files
   local out=$1
   shift

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deploykit import CHART, NAMESPACE, ROOT, Docs, helm_template, load
+from deploykit import NAMESPACE, ROOT, Docs, helm_template, load
 
 from bulwark_devstack import infra
 
@@ -237,4 +237,3 @@ def test_dashboard_config_map_carries_the_dashboard(monitored: Docs) -> None:
     [config] = find(monitored, "ConfigMap", "bulwark-dashboard")
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config["data"]["bulwark.json"]) == json.loads(DASHBOARD.read_text())
-    assert (CHART / "files" / "grafana" / "bulwark.json").read_bytes() == DASHBOARD.read_bytes()

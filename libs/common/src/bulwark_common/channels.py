@@ -36,7 +36,7 @@ class _Generation(Generic[C]):
 
 
 class _Renewing(Generic[C]):
-    """The generation bookkeeping shared by the sync and asyncio proxies."""
+    """The generation bookkeeping and multicallables shared by the sync and asyncio proxies."""
 
     def __init__(self, source: CertSource, build: Builder[C], deadline: float) -> None:
         self._build = build
@@ -64,6 +64,18 @@ class _Renewing(Generic[C]):
 
     def _retire(self, channel: C) -> None:
         raise NotImplementedError
+
+    def unary_unary(self, *args: Any, **kw: Any) -> Any:
+        return _MultiCallable(self, "unary_unary", args, kw)
+
+    def unary_stream(self, *args: Any, **kw: Any) -> Any:
+        return _MultiCallable(self, "unary_stream", args, kw)
+
+    def stream_unary(self, *args: Any, **kw: Any) -> Any:
+        return _MultiCallable(self, "stream_unary", args, kw)
+
+    def stream_stream(self, *args: Any, **kw: Any) -> Any:
+        return _MultiCallable(self, "stream_stream", args, kw)
 
 
 class _MultiCallable:
@@ -105,18 +117,6 @@ class RenewingChannel(_Renewing[grpc.Channel], grpc.Channel):  # type: ignore[mi
         timer.daemon = True
         timer.start()
 
-    def unary_unary(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "unary_unary", args, kw)
-
-    def unary_stream(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "unary_stream", args, kw)
-
-    def stream_unary(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "stream_unary", args, kw)
-
-    def stream_stream(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "stream_stream", args, kw)
-
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
         self.current().channel.subscribe(callback, try_to_connect)
 
@@ -148,18 +148,6 @@ class AioRenewingChannel(_Renewing[grpc.aio.Channel], grpc.aio.Channel):  # type
         task = asyncio.get_running_loop().create_task(channel.close(self._deadline + 1.0))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    def unary_unary(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "unary_unary", args, kw)
-
-    def unary_stream(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "unary_stream", args, kw)
-
-    def stream_unary(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "stream_unary", args, kw)
-
-    def stream_stream(self, *args: Any, **kw: Any) -> Any:
-        return _MultiCallable(self, "stream_stream", args, kw)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         return self.current().channel.get_state(try_to_connect)

@@ -31,12 +31,15 @@ OPTIONS: dict[str, Any] = {
 OLD_POOL_GRACE_SECONDS = 3.0
 
 
-def _fresh(pool: Any) -> Any:
-    return type(pool)(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        **pool.connection_kwargs,
+def _swap_pool(r: Any) -> Any:
+    """A fresh pool for `r` (new connections, new credential); returns the old one to close."""
+    old = r.connection_pool
+    r.connection_pool = type(old)(
+        connection_class=old.connection_class,
+        max_connections=old.max_connections,
+        **old.connection_kwargs,
     )
+    return old
 
 
 def _sync_connection(credentials: DatabaseCredentials) -> type[redis.Connection]:
@@ -78,9 +81,7 @@ def client(url: str, credentials: DatabaseCredentials | None = None) -> redis.Re
     )
 
     def renewed() -> None:
-        old = r.connection_pool
-        r.connection_pool = _fresh(old)
-        timer = threading.Timer(OLD_POOL_GRACE_SECONDS, old.disconnect)
+        timer = threading.Timer(OLD_POOL_GRACE_SECONDS, _swap_pool(r).disconnect)
         timer.daemon = True
         timer.start()
 
@@ -105,9 +106,7 @@ def aio_client(url: str, credentials: DatabaseCredentials | None = None) -> aior
         await old.disconnect()
 
     def swap() -> None:
-        old = r.connection_pool
-        r.connection_pool = _fresh(old)
-        task = loop.create_task(retire(old))
+        task = loop.create_task(retire(_swap_pool(r)))
         closing.add(task)  # the loop keeps only a weak reference
         task.add_done_callback(closing.discard)
 

@@ -6,9 +6,13 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import hvac.exceptions
 import requests
+
+if TYPE_CHECKING:
+    from bulwark_common.vault.client import Vault
 
 log = logging.getLogger("bulwark.vault")
 
@@ -83,3 +87,48 @@ def start_worker(name: str, target: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class _Renewer:
+    """A secret kept valid by a background thread: sleep until renewal is due (a re-login or
+    close wakes it to look again), renew, and on failure report to the Vault session and back
+    off. Subclasses set their own state, then call this __init__: it issues the first secret
+    (retried until it succeeds or Vault closes) and starts the thread."""
+
+    def __init__(self, vault: Vault, component: str, thread: str) -> None:
+        self._vault = vault
+        self._component = component
+        self._lock = threading.Lock()
+        self._wake = vault.waker()
+        retry(
+            f"vault {component}",
+            self._issue,
+            addr=vault.addr,
+            stop=vault.stopping,
+            on_error=lambda reason: vault.report(component, reason),
+        )
+        vault.spawn(thread, self._run)
+
+    def _issue(self) -> None:
+        raise NotImplementedError
+
+    def _schedule(self) -> tuple[float | None, float]:
+        """Seconds until the next renewal (None: now, not waiting) and when the current expires."""
+        raise NotImplementedError
+
+    def _refresh(self) -> None:
+        self._issue()
+
+    def _run(self) -> None:
+        vault = self._vault
+        backoff = Backoff()
+        while not vault.stopping.is_set():
+            due, expires = self._schedule()
+            if due is not None and self._wake.wait(max(0.0, due)):
+                self._wake.clear()
+                continue  # woken: look again
+            try:
+                self._refresh()
+                backoff.reset()
+            except Exception as exc:
+                vault.renew_failed(self._component, exc, expires, backoff, self._wake)

@@ -5,7 +5,6 @@ the old credential still has a third of its life for connections in flight."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ import hvac.exceptions
 import redis
 
 from bulwark_common import metrics
-from bulwark_common.vault._retry import Backoff, log, retry
+from bulwark_common.vault._retry import _Renewer, log
 
 if TYPE_CHECKING:
     from bulwark_common.vault.client import Vault
@@ -35,29 +34,18 @@ class _Lease:
     token_generation: int
 
 
-class DatabaseCredentials:
+class DatabaseCredentials(_Renewer):
     """`current()` never blocks. `generation` changes with every new credential, so pools
     can retire connections opened with an older one."""
 
     def __init__(self, vault: Vault, role: str) -> None:
-        self._vault = vault
         self.role = role
-        self._component = f"credentials {role}"
-        self._lock = threading.Lock()
         self._lease: _Lease | None = None
         self._generation = 0
         self._subscribers: list[Callable[[], None]] = []
-        self._wake = vault.waker()
         self._reissue_after = 0.0  # time.monotonic() of the last reissue() honoured
         self._reissue = False
-        retry(
-            f"vault {self._component}",
-            self._issue,
-            addr=vault.addr,
-            stop=vault.stopping,
-            on_error=lambda reason: vault.report(self._component, reason),
-        )
-        vault.spawn(f"vault-lease-{role}", self._run)
+        super().__init__(vault, f"credentials {role}", f"vault-lease-{role}")
         metrics.track_lease(role, self.seconds_to_expiry)
 
     def _now_lease(self) -> _Lease:
@@ -145,26 +133,19 @@ class DatabaseCredentials:
             )
         return True
 
-    def _run(self) -> None:
-        vault = self._vault
-        backoff = Backoff()
-        while not vault.stopping.is_set():
-            lease = self._now_lease()
-            due = lease.expires - lease.duration / 3 - time.time()
-            stale = lease.token_generation != vault.token_generation
-            if not stale and not self._reissue and self._wake.wait(max(0.0, due)):
-                self._wake.clear()
-                continue  # woken: re-login, reissue() or close, look again
-            try:
-                if self._reissue:
-                    self._reissue = False
-                    self._issue()
-                elif not self._renew(lease):
-                    self._issue()
-                vault.report(self._component, None)
-                backoff.reset()
-            except Exception as exc:
-                vault.renew_failed(self._component, exc, lease.expires, backoff, self._wake)
+    def _schedule(self) -> tuple[float | None, float]:
+        lease = self._now_lease()
+        if self._reissue or lease.token_generation != self._vault.token_generation:
+            return None, lease.expires  # refused, or the token that owns it was replaced
+        return lease.expires - lease.duration / 3 - time.time(), lease.expires
+
+    def _refresh(self) -> None:
+        if self._reissue:
+            self._reissue = False
+            self._issue()
+        elif not self._renew(self._now_lease()):
+            self._issue()
+        self._vault.report(self._component, None)
 
 
 class RedisCredentials(redis.CredentialProvider):

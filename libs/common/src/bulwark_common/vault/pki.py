@@ -3,7 +3,6 @@ re-issued in the background at 2/3 of its TTL."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -12,37 +11,26 @@ from cryptography import x509
 
 from bulwark_common import metrics
 from bulwark_common.tls import TlsMaterial, spiffe_id
-from bulwark_common.vault._retry import Backoff, log, retry
+from bulwark_common.vault._retry import _Renewer, log
 
 if TYPE_CHECKING:
     from bulwark_common.vault.client import Vault
 
 
-class PkiCertificates:
+class PkiCertificates(_Renewer):
     """Issues `spiffe://bulwark/ns/<namespace>/sa/<service>` (+ DNS `<service>`, its cluster
     names and `localhost`, IP 127.0.0.1; EC P-256 per the PKI role) from
     `<pki mount>/issue/<prefix>-<service>`."""
 
     def __init__(self, vault: Vault, service: str, namespace: str, ttl_seconds: int) -> None:
-        self._vault = vault
         self.service = service
         self.namespace = namespace
         self.ttl_seconds = ttl_seconds
         self.role = f"{vault.prefix}-{service}"
-        self._component = f"certificate {self.role}"
         self._material: TlsMaterial | None = None
         self._issued_at = 0.0
         self._subscribers: list[Callable[[TlsMaterial], None]] = []
-        self._lock = threading.Lock()
-        self._wake = vault.waker()
-        retry(
-            f"vault {self._component}",
-            self._issue,
-            addr=vault.addr,
-            stop=vault.stopping,
-            on_error=lambda reason: vault.report(self._component, reason),
-        )
-        vault.spawn(f"vault-pki-{service}", self._run)
+        super().__init__(vault, f"certificate {self.role}", f"vault-pki-{service}")
         metrics.track_certificate(service, lambda: self.material().not_after - time.time())
 
     def material(self) -> TlsMaterial:
@@ -95,17 +83,7 @@ class PkiCertificates:
             for callback in subscribers:
                 callback(material)
 
-    def _run(self) -> None:
-        vault = self._vault
-        backoff = Backoff()
-        while not vault.stopping.is_set():
-            material = self.material()
-            due = self._issued_at + (material.not_after - self._issued_at) * 2 / 3
-            if self._wake.wait(max(0.0, due - time.time())):
-                self._wake.clear()
-                continue
-            try:
-                self._issue()
-                backoff.reset()
-            except Exception as exc:
-                vault.renew_failed(self._component, exc, material.not_after, backoff, self._wake)
+    def _schedule(self) -> tuple[float | None, float]:
+        not_after = self.material().not_after
+        due = self._issued_at + (not_after - self._issued_at) * 2 / 3
+        return due - time.time(), not_after

@@ -1,5 +1,6 @@
 """Checks on the chart's pods running under podman (`make e2e-containers` starts them and
-points BULWARK_CONTAINERS at their description). The last test stops every service."""
+points BULWARK_CONTAINERS at their description). The last tests stop the second replicas
+of users and auth, then every service."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ import socket
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bulwark_devstack.testkit import random_ip, strong_password, unique_name
 
 SERVICES = ("api", "auth", "users")
 
@@ -100,6 +105,68 @@ def _refused(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+def _in_flight(metrics_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+    for line in text.splitlines():
+        if line.startswith("bulwark_grpc_server_in_flight "):
+            return float(line.split()[1])
+    raise LookupError("no bulwark_grpc_server_in_flight in the exposition")
+
+
+def _login(url: str, name: str, password: str) -> int:
+    form = {"grant_type": "password", "username": name, "password": password}
+    headers = {"X-Forwarded-For": random_ip()}
+    return httpx.post(f"{url}/v1/auth/token", data=form, headers=headers, timeout=30).status_code
+
+
+@pytest.mark.parametrize("replica", ["users-2", "auth-2"])
+def test_sigterm_lets_a_grpc_replica_finish_its_calls(stack: dict[str, Any], replica: str) -> None:
+    """`podman stop` of one replica of users (or auth) while logins are in flight on it (each
+    login is api -> auth -> users, and users' password checks queue for their threads): the
+    replica finishes them, every login succeeds, new calls go to the other replica, and it
+    exits 0 within its grace period."""
+    urls = [f"http://127.0.0.1:{stack['ports'][api]}" for api in ("api", "api-2")]
+    accounts = []  # one account per login: a single account allows only 3 checks at once
+    for _ in range(16):
+        name, password = unique_name(), strong_password()
+        r = httpx.post(
+            f"{urls[0]}/v1/users",
+            json={"username": name, "email": f"{name}@example.com", "password": password},
+            headers={"X-Forwarded-For": random_ip()},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        accounts.append((name, password))
+    metrics_port = stack["ports"][f"{replica}-metrics"]
+    container = stack["pods"][replica]["container"]
+    grace = stack["pods"][replica]["grace"]
+    with ThreadPoolExecutor(len(accounts)) as pool:
+        logins = [
+            pool.submit(_login, urls[i % 2], name, password)
+            for i, (name, password) in enumerate(accounts)
+        ]
+        deadline = time.monotonic() + 20
+        while _in_flight(metrics_port) < 2:  # the replica is busy with this burst
+            assert time.monotonic() < deadline, f"{replica} never had 2 calls in flight"
+            assert not all(f.done() for f in logins), f"the logins ended before {replica} was busy"
+        start = time.monotonic()
+        stopped = podman(stack, "stop", "-t", str(grace), container)
+        took = time.monotonic() - start
+        statuses = [f.result() for f in logins]
+    assert stopped.returncode == 0, stopped.stderr
+    assert statuses == [200] * len(accounts), statuses
+    assert took < grace, f"{replica} took {took:.1f}s to stop (grace {grace}s)"
+    code = podman(stack, "inspect", container, "--format", "{{.State.ExitCode}}")
+    assert code.stdout.strip() == "0", f"{replica} exited {code.stdout.strip()} (137 = SIGKILL)"
+    logs = podman(stack, "logs", container)
+    [draining] = [
+        json.loads(line)
+        for line in (logs.stdout + logs.stderr).splitlines()
+        if '"shutting down' in line
+    ]
+    assert draining["in_flight"] >= 1, draining  # the stop did land on calls being handled
 
 
 def test_sigterm_drains_in_flight_request_then_exits(stack: dict[str, Any]) -> None:

@@ -315,7 +315,10 @@ def serve(
         },
     )
     stop.wait()
-    log.info("shutting down: draining in-flight calls", extra={"grace_seconds": grace_seconds})
+    log.info(
+        "shutting down: draining in-flight calls",
+        extra={"grace_seconds": grace_seconds, "in_flight": metrics.grpc_in_flight()},
+    )
     server.stop(grace_seconds)
     if exporter is not None:
         exporter.shutdown()

@@ -79,6 +79,13 @@ GRPC_IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
+
+def grpc_in_flight() -> int:
+    """This process's gRPC calls being handled now (logged when a server drains)."""
+    [family] = GRPC_IN_FLIGHT.collect()
+    return int(family.samples[0].value)
+
+
 # --- security signals ------------------------------------------------------------------
 LOGINS = Counter(
     "bulwark_auth_logins",

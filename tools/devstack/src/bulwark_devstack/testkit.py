@@ -102,6 +102,14 @@ class InProcessApi:
 
 
 @contextlib.contextmanager
+def count_calls(stub: Any, name: str) -> Iterator[mock.MagicMock]:
+    """Count the calls of one stub method inside the block (`.call_count`); each call still
+    goes to the real method, which is put back on exit."""
+    with mock.patch.object(stub, name, wraps=getattr(stub, name)) as spy:
+        yield spy
+
+
+@contextlib.contextmanager
 def in_process_api(config: StackConfig) -> Iterator[InProcessApi]:
     from fastapi.testclient import TestClient
     from redis.asyncio.connection import Connection

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import secrets
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -34,6 +37,23 @@ def strong_password() -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def jwt_part(token: str, index: int) -> dict[str, Any]:
+    """A JWT's header (0) or claims (1), decoded without any check of the signature."""
+    part = token.split(".")[index]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def until(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
+    """Whether `predicate` comes true within `timeout` (polled): for changes the suite
+    promises to apply within a bound, such as a revocation reaching every replica."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 @dataclass(frozen=True)

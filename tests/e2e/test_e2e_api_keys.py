@@ -6,7 +6,6 @@ Expiry without waiting for days: `expires_in_days` takes fractions, so a key mad
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,22 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bulwark_devstack.testkit import bearer
+from bulwark_devstack.testkit import bearer, until
 
 pytestmark = pytest.mark.e2e
 
 Register = Callable[..., Any]
 Login = Callable[..., dict[str, Any]]
 KEYS = "/v1/users/me/api-keys"
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _token(register: Register, login: Login, **extra: str) -> tuple[Any, str]:
@@ -86,7 +76,7 @@ def test_create_list_use_and_revoke(http: httpx.Client, register: Register, logi
 
     # Revoked: refused from (about) the next request on.
     assert http.delete(f"{KEYS}/{body['id']}", headers=bearer(token)).status_code == 204
-    assert _until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
+    assert until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
     r = http.get("/v1/items", headers=bearer(key))
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -154,9 +144,7 @@ def test_an_expired_key_is_refused(http: httpx.Client, register: Register, login
     expires = datetime.fromisoformat(body["expires_at"])
     assert expires <= datetime.now(UTC) + timedelta(seconds=4)
     assert http.get("/v1/items", headers=bearer(body["key"])).status_code == 200
-    assert _until(
-        lambda: http.get("/v1/items", headers=bearer(body["key"])).status_code == 401, 8.0
-    )
+    assert until(lambda: http.get("/v1/items", headers=bearer(body["key"])).status_code == 401, 8.0)
     assert datetime.now(UTC) >= expires - timedelta(seconds=1)
     [listed] = http.get(KEYS, headers=bearer(token)).json()["items"]  # still listed, expired
     assert listed["id"] == body["id"]
@@ -195,7 +183,7 @@ def test_disabling_the_user_kills_their_keys(
     assert http.get("/v1/items", headers=bearer(key)).status_code == 200
     r = http.patch(f"/v1/users/{acct.id}", headers=bearer(admin_token), json={"disabled": True})
     assert r.status_code == 200, r.text
-    assert _until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
+    assert until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
     # Killed, not paused: enabling the account again does not bring the key back.
     r = http.patch(f"/v1/users/{acct.id}", headers=bearer(admin_token), json={"disabled": False})
     assert r.status_code == 200
@@ -210,7 +198,7 @@ def test_deleting_the_user_kills_their_keys(
     acct, token = _token(register, login)
     key = _key(http, token)["key"]
     assert http.delete(f"/v1/users/{acct.id}", headers=bearer(admin_token)).status_code == 204
-    assert _until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
+    assert until(lambda: http.get("/v1/items", headers=bearer(key)).status_code == 401)
 
 
 def test_an_admin_key_follows_the_owners_role(
@@ -227,7 +215,7 @@ def test_an_admin_key_follows_the_owners_role(
     assert http.get("/v1/users?limit=1", headers=bearer(key)).status_code == 200
     r = http.patch(f"/v1/users/{acct.id}", headers=bearer(admin_token), json={"roles": ["user"]})
     assert r.status_code == 200
-    assert _until(lambda: http.get("/v1/users?limit=1", headers=bearer(key)).status_code == 403)
+    assert until(lambda: http.get("/v1/users?limit=1", headers=bearer(key)).status_code == 403)
     http.delete(f"/v1/users/{acct.id}", headers=bearer(admin_token))
 
 

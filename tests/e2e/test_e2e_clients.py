@@ -5,8 +5,6 @@ tokens within a second, and each client has its own token budget."""
 from __future__ import annotations
 
 import base64
-import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote_plus
@@ -14,26 +12,12 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 
-from bulwark_devstack.testkit import bearer, random_ip
+from bulwark_devstack.testkit import bearer, jwt_part, random_ip, until
 
 pytestmark = pytest.mark.e2e
 
 Register = Callable[..., Any]
 Login = Callable[..., dict[str, Any]]
-
-
-def _claims(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _basic(client_id: str, secret: str) -> dict[str, str]:
@@ -130,7 +114,7 @@ def test_basic_auth_token_is_the_clients_own(
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0
     assert body["scope"] == "items:read items:write"
     assert r.headers["cache-control"] == "no-store"
-    claims = _claims(body["access_token"])
+    claims = jwt_part(body["access_token"], 1)
     assert claims["sub"] == client["client_id"] and claims["client_id"] == client["client_id"]
     assert claims["scope"] == "items:read items:write" and not claims.get("roles")
     token = body["access_token"]
@@ -215,7 +199,7 @@ def test_deleting_a_client_voids_its_tokens_within_a_second(
     assert http.get("/v1/items", headers=bearer(token)).status_code == 200
     r = http.delete(f"/v1/clients/{client['client_id']}", headers=bearer(admin_token))
     assert r.status_code == 204
-    assert _until(lambda: http.get("/v1/items", headers=bearer(token)).status_code == 401)
+    assert until(lambda: http.get("/v1/items", headers=bearer(token)).status_code == 401)
     r = _token(http, client)
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 

@@ -3,9 +3,6 @@ self-service and admin operations."""
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,27 +10,20 @@ from typing import Any
 import httpx
 import pytest
 
-from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
+from bulwark_devstack.testkit import (
+    bearer,
+    jwt_part,
+    random_ip,
+    strong_password,
+    unique_name,
+    until,
+)
 
 pytestmark = pytest.mark.e2e
 
 Register = Callable[..., Any]
 Login = Callable[..., dict[str, Any]]
 PROBLEM = "application/problem+json"
-
-
-def _segment(token: str, i: int) -> dict[str, Any]:
-    part = token.split(".")[i]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # --- registration -------------------------------------------------------------------------
@@ -146,9 +136,9 @@ def test_password_grant_issues_es256_access_token(
         "profile:read",
         "profile:write",
     }
-    header = _segment(body["access_token"], 0)
+    header = jwt_part(body["access_token"], 0)
     assert header["alg"] == "ES256" and header["typ"] == "at+jwt" and header["kid"]
-    claims = _segment(body["access_token"], 1)
+    claims = jwt_part(body["access_token"], 1)
     for claim in ("iss", "sub", "aud", "exp", "iat", "jti", "scope", "roles"):
         assert claim in claims
     assert claims["sub"] == acct.id
@@ -287,7 +277,7 @@ def test_revoked_access_token_stops_working_within_a_second(
     assert http.get("/v1/users/me", headers=bearer(token)).status_code == 200
     r = http.post("/v1/auth/revoke", data={"token": token, "token_type_hint": "access_token"})
     assert r.status_code == 200
-    assert _until(lambda: http.get("/v1/users/me", headers=bearer(token)).status_code == 401)
+    assert until(lambda: http.get("/v1/users/me", headers=bearer(token)).status_code == 401)
 
 
 def test_revoking_a_refresh_token_ends_its_family(
@@ -366,7 +356,7 @@ def test_password_change_needs_current_and_revokes_old_tokens(
         "/v1/users/me", headers=auth, json={"password": new, "current_password": acct.password}
     )
     assert r.status_code == 200, r.text
-    assert _until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)
+    assert until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)
     assert _refresh(http, tokens["refresh_token"]).json() == {"error": "invalid_grant"}
     fresh = login(acct.username, new)["access_token"]
     assert http.get("/v1/users/me", headers=bearer(fresh)).status_code == 200
@@ -435,7 +425,7 @@ def test_disabling_a_user_voids_tokens_and_login(
     auth = bearer(tokens["access_token"])
     r = http.patch(f"/v1/users/{acct.id}", headers=bearer(admin_token), json={"disabled": True})
     assert r.status_code == 200 and r.json()["disabled"] is True
-    assert _until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)
+    assert until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)
     r = http.post(
         "/v1/auth/token",
         data={"grant_type": "password", "username": acct.username, "password": acct.password},
@@ -450,4 +440,4 @@ def test_deleting_a_user_voids_tokens(
     acct = register()
     auth = bearer(login(acct.username, acct.password)["access_token"])
     assert http.delete(f"/v1/users/{acct.id}", headers=bearer(admin_token)).status_code == 204
-    assert _until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)
+    assert until(lambda: http.get("/v1/users/me", headers=auth).status_code == 401)

@@ -5,12 +5,11 @@ trip and no call to auth. Counted on the wire: every send to Redis, every RPC to
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.testkit import InProcessApi, bearer, in_process_api, sign_up
+from bulwark_devstack.testkit import InProcessApi, bearer, count_calls, in_process_api, sign_up
 
 
 def test_api_key_read_is_one_redis_round_trip(stack_factory: Callable[..., Stack]) -> None:
@@ -32,21 +31,14 @@ def _check(api: InProcessApi) -> None:
     created = client.post("/v1/items", json={"name": "x"}, headers=bearer(key))
     assert created.status_code == 201, created.text
     url = created.headers["location"]
-    users_calls: list[str] = []
-    real_resolve = api.backends.users.ResolveApiKey
-
-    def spy(*a: Any, **kw: Any) -> Any:
-        users_calls.append("ResolveApiKey")
-        return real_resolve(*a, **kw)
-
-    api.backends.users.ResolveApiKey = spy
     api.redis_sends.clear()
-    for _ in range(5):
-        assert client.get(url, headers=bearer(key)).status_code == 200
-    reads = len(api.redis_sends)
-    # Revoked through the public door: the very next request is refused.
-    r = httpx.delete(f"{api_url}/v1/users/me/api-keys/{key_id}", headers=bearer(token))
-    assert r.status_code == 204
-    assert client.get(url, headers=bearer(key)).status_code == 401
+    with count_calls(api.backends.users, "ResolveApiKey") as resolve:
+        for _ in range(5):
+            assert client.get(url, headers=bearer(key)).status_code == 200
+        reads = len(api.redis_sends)
+        # Revoked through the public door: the very next request is refused.
+        r = httpx.delete(f"{api_url}/v1/users/me/api-keys/{key_id}", headers=bearer(token))
+        assert r.status_code == 204
+        assert client.get(url, headers=bearer(key)).status_code == 401
     assert reads == 5, f"{reads} Redis round trips for 5 reads"
-    assert users_calls == []
+    assert resolve.call_count == 0

@@ -4,10 +4,9 @@ no call to auth. Counted on the wire: every send to Redis, every RPC to auth."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from bulwark_devstack.stack import Stack
-from bulwark_devstack.testkit import InProcessApi, bearer, in_process_api, sign_up
+from bulwark_devstack.testkit import InProcessApi, bearer, count_calls, in_process_api, sign_up
 
 
 def test_protected_read_is_one_redis_round_trip(stack_factory: Callable[..., Stack]) -> None:
@@ -22,16 +21,9 @@ def _check(api: InProcessApi) -> None:
     assert created.status_code == 201, created.text
     url = created.headers["location"]
     client.get(url, headers=bearer(token))  # warm: JWKS fetched, token verified once
-    auth_calls: list[str] = []
-    real_jwks = api.backends.auth.GetJwks
-
-    def spy(*a: Any, **kw: Any) -> Any:
-        auth_calls.append("GetJwks")
-        return real_jwks(*a, **kw)
-
-    api.backends.auth.GetJwks = spy
     api.redis_sends.clear()
-    for _ in range(5):
-        assert client.get(url, headers=bearer(token)).status_code == 200
+    with count_calls(api.backends.auth, "GetJwks") as jwks:
+        for _ in range(5):
+            assert client.get(url, headers=bearer(token)).status_code == 200
     assert len(api.redis_sends) == 5, f"{len(api.redis_sends)} Redis round trips for 5 reads"
-    assert auth_calls == []
+    assert jwks.call_count == 0

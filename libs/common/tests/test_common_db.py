@@ -1,4 +1,5 @@
-"""Database.fetch_row: the driver-level single-row read keeps connect()'s guarantees."""
+"""Database.fetch_row: the driver-level single-row read keeps connect()'s guarantees, and
+runs Core statements compiled once by psycopg_sql."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import bindparam, column, select, table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from bulwark_common.db import Database, database_url
+from bulwark_common.db import Database, database_url, psycopg_sql
 
 
 @pytest.fixture
@@ -48,3 +50,13 @@ def test_a_connection_killed_under_the_pool_is_replaced(db: Database, postgres_u
     assert failed.value.connection_invalidated
     # ...and is not handed out again.
     assert db.fetch_row("SELECT 1", {}) == (1,)
+
+
+def test_a_core_statement_runs_as_psycopg_sql(db: Database) -> None:
+    t = table("t", column("id"), column("tags"))
+    sql = psycopg_sql(select(t.c.id, t.c.tags).where(t.c.id == bindparam("id")))
+    assert db.fetch_row(sql, {"id": "a"}) == ("a", ["x", "y"])
+    assert db.fetch_row(sql, {"id": "b"}) is None
+    # An IN list is rendered per call, so it has no fixed text.
+    with pytest.raises(ValueError):
+        psycopg_sql(select(t.c.id).where(t.c.id.in_(bindparam("ids", expanding=True))))

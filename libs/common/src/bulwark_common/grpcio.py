@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_channelz.v1 import channelz
@@ -20,13 +21,28 @@ from opentelemetry.instrumentation.grpc import server_interceptor
 from bulwark_common import deadlines, metrics
 from bulwark_common.channels import CHANNEL_OPTIONS, aio_channel, channel
 from bulwark_common.credentials import server_credentials
-from bulwark_common.identity import CallerInterceptor, CallerPolicy, Callers, certificate_identity
+from bulwark_common.identity import (
+    SUITE_CALLERS,
+    CallerInterceptor,
+    CallerPolicy,
+    Callers,
+    certificate_identity,
+)
 from bulwark_common.process import freeze_startup_heap
 from bulwark_common.rpcmetrics import ServerMetrics
 from bulwark_common.tls import CertSource
 
 # Clients live in bulwark_common.channels; grpcio.channel is the name services use.
-__all__ = ["CHANNEL_OPTIONS", "Server", "aio_channel", "build_server", "channel", "serve"]
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "Server",
+    "ServiceServerSettings",
+    "aio_channel",
+    "build_server",
+    "channel",
+    "serve",
+    "serve_service",
+]
 
 log = logging.getLogger("bulwark.grpc")
 
@@ -325,3 +341,52 @@ def serve(
     if on_stop is not None:
         on_stop()
     log.info("stopped")
+
+
+class ServiceServerSettings(Protocol):
+    """What a suite service's settings say about its gRPC server (auth's and users')."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def health_port(self) -> int | None: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def max_workers(self) -> int: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def grpc_channelz(self) -> bool: ...
+
+
+def serve_service(
+    settings: ServiceServerSettings,
+    *,
+    name: str,
+    register: Callable[[grpc.Server], Iterable[str]],
+    checks: Mapping[str, Check],
+    on_stop: Callable[[], None],
+    tls: CertSource | None,
+    interceptors: Iterable[grpc.ServerInterceptor] = (),
+) -> None:
+    """`serve` as the suite's gRPC services run it: the ports and workers of their settings
+    (metrics port 0: none), callers limited to the suite's identities, reflection in dev."""
+    serve(
+        name=name,
+        host=settings.host,
+        port=settings.port,
+        register=register,
+        checks=checks,
+        max_workers=settings.max_workers,
+        on_stop=on_stop,
+        tls=tls,
+        callers=SUITE_CALLERS,
+        health_port=settings.health_port,
+        metrics_port=settings.metrics_port or None,
+        reflection=settings.environment == "dev",
+        channelz_on_health_port=settings.grpc_channelz,
+        interceptors=interceptors,
+    )

@@ -4,8 +4,9 @@ for the token endpoint. Internals (stack traces, gRPC messages) stay in the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import redis
@@ -153,6 +154,20 @@ def from_rpc(exc: grpc.aio.AioRpcError) -> Exception:
     detail: str | None = exc.details()
     # These services write their refusal messages for clients ("email: already taken").
     return Problem(status, detail or None)
+
+
+T = TypeVar("T")
+
+
+async def call_backend(call: Awaitable[T], *, not_found: Problem | None = None) -> T:
+    """Await one call to users or auth: a refusal becomes the client's Problem (`from_rpc`),
+    NOT_FOUND `not_found` where the route words it itself."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if not_found is not None and exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise not_found from None
+        raise from_rpc(exc) from None
 
 
 def install(app: FastAPI) -> None:

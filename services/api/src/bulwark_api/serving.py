@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bulwark_api.routes import health
+from bulwark_api.server_options import SERVER_OPTIONS
 from bulwark_api.settings import ApiSettings
 
 
@@ -30,11 +31,7 @@ def _config(app: FastAPI, host: str, port: int, lifespan: str) -> uvicorn.Config
         host=host,
         port=port,
         lifespan=lifespan,  # type: ignore[arg-type]
-        log_config=None,  # keep our JSON handler
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is honoured only from API_TRUSTED_PROXIES
-        server_header=False,
-        timeout_graceful_shutdown=10,
+        **SERVER_OPTIONS,
     )
 
 

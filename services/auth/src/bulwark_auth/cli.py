@@ -12,7 +12,6 @@ from bulwark_auth.models import MIGRATIONS
 from bulwark_auth.service import AuthServicer, add_to_server
 from bulwark_auth.settings import AuthSettings
 from bulwark_common import grpcio, metrics
-from bulwark_common.identity import SUITE_CALLERS
 from bulwark_common.logging import setup_logging
 from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
@@ -85,10 +84,9 @@ def serve() -> None:
         db.dispose()
         runtime.close()
 
-    grpcio.serve(
+    grpcio.serve_service(
+        settings,
         name="auth",
-        host=settings.host,
-        port=settings.port,
         register=functools.partial(add_to_server, servicer),
         # Only auth's own dependencies. users is deliberately absent: if its outage made
         # auth NOT_SERVING, orchestrators would pull auth too (cascading failure), although
@@ -99,14 +97,8 @@ def serve() -> None:
             "signing-keys": keyring.self_test,
             "vault": runtime.vault_check,
         },
-        max_workers=settings.max_workers,
         on_stop=on_stop,
         tls=runtime.tls,
-        callers=SUITE_CALLERS,
-        health_port=settings.health_port,
-        metrics_port=settings.metrics_port or None,
-        reflection=settings.environment == "dev",
-        channelz_on_health_port=settings.grpc_channelz,
     )
 
 

@@ -7,8 +7,8 @@ import getpass
 import logging
 import sys
 
-from bulwark_common.grpcio import serve
-from bulwark_common.identity import SUITE_CALLERS, current_caller
+from bulwark_common.grpcio import serve_service
+from bulwark_common.identity import current_caller
 from bulwark_common.logging import audit, setup_logging
 from bulwark_common.runtime import Runtime
 from bulwark_common.settings import load_settings
@@ -136,20 +136,13 @@ def _serve(settings: UsersSettings, runtime: Runtime) -> None:
         db.dispose()
         redis_client.close()
 
-    serve(
+    serve_service(
+        settings,
         name="users",
-        host=settings.host,
-        port=settings.port,
         register=servicer.register,
         checks={"database": db.ping, "redis": redis_ping, "vault": runtime.vault_check},
-        max_workers=settings.max_workers,
         on_stop=stop,
         tls=runtime.tls,
-        callers=SUITE_CALLERS,
-        health_port=settings.health_port,
-        metrics_port=settings.metrics_port or None,
-        reflection=settings.environment == "dev",
-        channelz_on_health_port=settings.grpc_channelz,
         interceptors=interceptors,
     )
 

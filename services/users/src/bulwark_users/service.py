@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from bulwark.users.v1 import users_pb2, users_pb2_grpc
 from bulwark_common import revocation
-from bulwark_common.db import Database
+from bulwark_common.db import Database, psycopg_sql
 from bulwark_common.events import USER_DELETED
 from bulwark_common.logging import audit
 from bulwark_common.rpc import Abort, rpc_errors
@@ -103,22 +103,24 @@ def to_proto(user: User | Row[Any] | _UserRow) -> Any:
     return msg
 
 
-_USERS = User.__table__
-_GET_USER = select(_USERS).where(_USERS.c.id == bindparam("id"))
-# The same read for PostgreSQL's driver directly (Database.fetch_row): psycopg returns the
-# JSON roles decoded and created_at time-zone aware, all that to_proto needs.
-_GET_USER_PG = (
-    "SELECT id, username, email, roles, disabled, created_at FROM users WHERE id = %(id)s"
-)
-
-
 class _UserRow(NamedTuple):
+    """What to_proto needs of a user, in GetUser's column order."""
+
     id: str
     username: str
     email: str
     roles: list[str]
     disabled: bool
     created_at: datetime
+
+
+_USERS = User.__table__
+_GET_USER = select(*(_USERS.c[name] for name in _UserRow._fields)).where(
+    _USERS.c.id == bindparam("id")
+)
+# The same read as psycopg's SQL, for Database.fetch_row on PostgreSQL: psycopg returns the
+# JSON roles decoded and created_at time-zone aware, all that to_proto needs.
+_GET_USER_PG = psycopg_sql(_GET_USER)
 
 
 def _or_none(value: str) -> str | None:

@@ -4,13 +4,14 @@ and hand out private databases, ports and (when none is given) a private Redis."
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -112,6 +113,48 @@ def redis_server_binary() -> str:
         ) from None
 
 
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL server program (initdb, postgres): Debian's newest, else from PATH."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name) or ""]
+    if not found[-1]:
+        raise MissingDependency(f"no {name}: apt-get install postgresql")
+    return found[-1]
+
+
+def wait_started(
+    ready: Callable[[], object],
+    proc: subprocess.Popen[bytes],
+    what: str,
+    *,
+    timeout: float = 30,
+    errors: tuple[type[Exception], ...] = (Exception,),
+    log: Path | None = None,
+) -> None:
+    """Poll `ready` (truthy and raising none of `errors`: up) until a server we started
+    answers; MissingDependency if it exits or `timeout` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(*errors):
+            if ready():
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            see = f" (see {log})" if log is not None else ""
+            raise MissingDependency(f"{what} did not start{see}")
+        time.sleep(0.05)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    """SIGTERM a server we started, SIGKILL if it has not exited within `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def private_redis(workdir: Path) -> Iterator[str]:
     """A Redis for one run, on a free loopback port, keeping nothing on disk."""
@@ -136,21 +179,17 @@ def private_redis(workdir: Path) -> Iterator[str]:
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
-                break
-            except redis.RedisError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise MissingDependency(
-                        f"private redis-server did not start on {port}"
-                    ) from None
-                time.sleep(0.05)
+        with redis.Redis.from_url(url, socket_connect_timeout=0.2) as client:
+            wait_started(
+                client.ping,
+                proc,
+                f"private redis-server on {port}",
+                timeout=10,
+                errors=(redis.RedisError,),
+            )
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        terminate(proc, timeout=10)
 
 
 def venv_script(name: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import secrets
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -34,6 +37,23 @@ def strong_password() -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def jwt_part(token: str, index: int) -> dict[str, Any]:
+    """A JWT's header (0) or claims (1), decoded without any check of the signature."""
+    part = token.split(".")[index]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def until(predicate: Callable[[], bool], timeout: float = 1.0) -> bool:
+    """Whether `predicate` comes true within `timeout` (polled): for changes the suite
+    promises to apply within a bound, such as a revocation reaching every replica."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,14 @@ class InProcessApi:
     @property
     def backends(self) -> Any:
         return self.client.app.state.backends
+
+
+@contextlib.contextmanager
+def count_calls(stub: Any, name: str) -> Iterator[mock.MagicMock]:
+    """Count the calls of one stub method inside the block (`.call_count`); each call still
+    goes to the real method, which is put back on exit."""
+    with mock.patch.object(stub, name, wraps=getattr(stub, name)) as spy:
+        yield spy
 
 
 @contextlib.contextmanager

@@ -8,14 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 
-import grpc
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import BackendsDep, ClientIP, require_scope
 from bulwark_api.jsonout import created_secret
-from bulwark_api.problems import Problem, from_rpc, problem_responses
+from bulwark_api.problems import Problem, call_backend, problem_responses
 from bulwark_api.schemas import Strict
 from bulwark_api.tokens import Claims
 from bulwark_common.apikeys import MAX_API_KEY_DAYS
@@ -97,8 +96,8 @@ async def create_key(
     if wider:
         raise Problem(403, f"scopes beyond your token's: {' '.join(sorted(wider))}")
     seconds = max(1, round(body.expires_in_days * 86400))
-    try:
-        reply = await backends.users.CreateApiKey(
+    reply = await call_backend(  # 409: too many live keys
+        backends.users.CreateApiKey(
             users_pb2.CreateApiKeyRequest(
                 user_id=claims.sub,
                 name=body.name,
@@ -107,8 +106,7 @@ async def create_key(
                 client_ip=ip,
             )
         )
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None  # 409: too many live keys
+    )
     out = _out(reply.key)
     created = ApiKeyCreated(
         id=out.id, name=out.name, key=reply.secret, scopes=out.scopes, expires_at=out.expires_at
@@ -124,10 +122,9 @@ async def create_key(
 )
 async def list_keys(claims: ProfileReader, backends: BackendsDep) -> ApiKeyList:
     _person(claims)
-    try:
-        reply = await backends.users.ListApiKeys(users_pb2.ListApiKeysRequest(user_id=claims.sub))
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    reply = await call_backend(
+        backends.users.ListApiKeys(users_pb2.ListApiKeysRequest(user_id=claims.sub))
+    )
     return ApiKeyList(items=[_out(k) for k in reply.items])
 
 
@@ -141,12 +138,10 @@ async def delete_key(
     key_id: uuid.UUID, claims: ProfileWriter, backends: BackendsDep, ip: ClientIP
 ) -> Response:
     _person(claims)
-    try:
-        await backends.users.DeleteApiKey(
+    await call_backend(
+        backends.users.DeleteApiKey(
             users_pb2.DeleteApiKeyRequest(user_id=claims.sub, id=str(key_id), client_ip=ip)
-        )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            raise Problem(404, "API key not found") from None
-        raise from_rpc(exc) from None
+        ),
+        not_found=Problem(404, "API key not found"),
+    )
     return Response(status_code=204)

@@ -8,14 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 
-import grpc
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from bulwark.users.v1 import users_pb2
 from bulwark_api.deps import AdminClaims, BackendsDep, ClientIP
 from bulwark_api.jsonout import created_secret
-from bulwark_api.problems import Problem, from_rpc, problem_responses
+from bulwark_api.problems import Problem, call_backend, problem_responses
 from bulwark_api.schemas import Strict
 from bulwark_common.scopes import CLIENT_SCOPES
 
@@ -57,14 +56,13 @@ class ClientList(BaseModel):
 async def create_client(
     body: ClientCreate, claims: AdminClaims, backends: BackendsDep, ip: ClientIP, response: Response
 ) -> Response:
-    try:
-        reply = await backends.users.CreateClient(
+    reply = await call_backend(
+        backends.users.CreateClient(
             users_pb2.CreateClientRequest(
                 name=body.name, scopes=sorted(set(body.scopes)), actor_id=claims.sub, client_ip=ip
             )
         )
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    )
     out = ClientCreated(
         client_id=reply.client.client_id,
         client_secret=reply.client_secret,
@@ -81,10 +79,7 @@ async def create_client(
     summary="List the OAuth2 clients (never their secrets)",
 )
 async def list_clients(_: AdminClaims, backends: BackendsDep) -> ClientList:
-    try:
-        reply = await backends.users.ListClients(users_pb2.ListClientsRequest())
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    reply = await call_backend(backends.users.ListClients(users_pb2.ListClientsRequest()))
     return ClientList(
         items=[
             ClientOut(
@@ -107,14 +102,12 @@ async def list_clients(_: AdminClaims, backends: BackendsDep) -> ClientList:
 async def delete_client(
     client_id: uuid.UUID, claims: AdminClaims, backends: BackendsDep, ip: ClientIP
 ) -> Response:
-    try:
-        await backends.users.DeleteClient(
+    await call_backend(
+        backends.users.DeleteClient(
             users_pb2.DeleteClientRequest(
                 client_id=str(client_id), actor_id=claims.sub, client_ip=ip
             )
-        )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            raise Problem(404, "client not found") from None
-        raise from_rpc(exc) from None
+        ),
+        not_found=Problem(404, "client not found"),
+    )
     return Response(status_code=204)

@@ -20,7 +20,7 @@ from bulwark_api.deps import (
     require_scope,
 )
 from bulwark_api.jsonout import json_response
-from bulwark_api.problems import Problem, from_rpc, problem_responses
+from bulwark_api.problems import Problem, call_backend, from_rpc, problem_responses
 from bulwark_api.schemas import AdminUserUpdate, MeUpdate, UserCreate, UserList, UserOut
 from bulwark_api.tokens import Claims
 from bulwark_common.scopes import PROFILE_READ, PROFILE_WRITE
@@ -58,8 +58,8 @@ async def _rate_limit_register(
     dependencies=[Depends(_rate_limit_register)],
 )
 async def register(body: UserCreate, backends: BackendsDep, ip: ClientIP) -> JSONResponse:
-    try:
-        user = await backends.users.CreateUser(
+    user = await call_backend(
+        backends.users.CreateUser(
             users_pb2.CreateUserRequest(
                 username=body.username.lower(),
                 email=str(body.email),
@@ -67,8 +67,7 @@ async def register(body: UserCreate, backends: BackendsDep, ip: ClientIP) -> JSO
                 client_ip=ip,
             )
         )
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    )
     return JSONResponse(
         user_out(user).model_dump(mode="json"),
         status_code=201,
@@ -167,12 +166,11 @@ async def update_user(
 async def delete_user(
     user_id: uuid.UUID, claims: AdminClaims, backends: BackendsDep, ip: ClientIP
 ) -> Response:
-    try:
-        await backends.users.DeleteUser(
+    await call_backend(
+        backends.users.DeleteUser(
             users_pb2.DeleteUserRequest(id=str(user_id), actor_id=claims.sub, client_ip=ip)
         )
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    )
     return Response(status_code=204)
 
 
@@ -188,7 +186,4 @@ async def _get(backends: BackendsDep, user_id: str, *, missing: int) -> users_pb
 
 
 async def _update(backends: BackendsDep, req: users_pb2.UpdateUserRequest) -> UserOut:
-    try:
-        return user_out(await backends.users.UpdateUser(req))
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc(exc) from None
+    return user_out(await call_backend(backends.users.UpdateUser(req)))

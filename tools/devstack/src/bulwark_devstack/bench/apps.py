@@ -15,6 +15,9 @@ from fastapi import FastAPI
 
 # bulwark_api ships no py.typed: checked as source by `make lint`, untyped when mypy is
 # pointed at tools/ alone; the ignore covers both.
+from bulwark_api.server_options import (  # type: ignore[import-untyped, unused-ignore]
+    SERVER_OPTIONS,
+)
 
 PATH = "/v1/items/{item_id}"
 STATIC: dict[str, Any] = {
@@ -41,16 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     app = bare_app()
     # The server options of bulwark-api serve, so only the application differs.
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

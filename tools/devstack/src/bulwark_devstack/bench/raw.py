@@ -30,6 +30,9 @@ from fastapi.responses import Response
 
 import bulwark_api.db as db  # type: ignore[import-untyped, unused-ignore]
 from bulwark_api.guard import INCR_EXPIRE
+from bulwark_api.server_options import (  # type: ignore[import-untyped, unused-ignore]
+    SERVER_OPTIONS,
+)
 from bulwark_api.settings import ApiSettings  # type: ignore[import-untyped, unused-ignore]
 from bulwark_common import revocation
 from bulwark_common.process import freeze_startup_heap
@@ -169,16 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
         app = me_app(settings, runtime, os.environ["BENCH_GRPC_TARGET"])
     # The server options of bulwark-api serve, so only the application differs.
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

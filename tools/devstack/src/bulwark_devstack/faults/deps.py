@@ -5,15 +5,12 @@ restarts."""
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +18,13 @@ import hvac
 import psycopg
 import redis
 
-from bulwark_devstack.infra import MissingDependency, free_port, redis_server_binary
+from bulwark_devstack.infra import (
+    free_port,
+    postgres_binary,
+    redis_server_binary,
+    terminate,
+    wait_started,
+)
 from bulwark_devstack.vault import VaultServer, bao_binary
 
 
@@ -31,35 +34,6 @@ class Restartable(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
-
-
-def _wait(ready: object, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if ready():  # type: ignore[operator]
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise MissingDependency(f"{what} did not start")
-        time.sleep(0.05)
-
-
-def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name) or ""]
-    if not found[-1]:
-        raise MissingDependency(f"no {name}: apt-get install postgresql")
-    return found[-1]
 
 
 class OwnedPostgres:
@@ -82,19 +56,19 @@ class OwnedPostgres:
         if self._as_pg:
             shutil.chown(self.data, "postgres", "postgres")
         subprocess.run(
-            [*self._as_pg, _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
+            [*self._as_pg, postgres_binary("initdb"), "-D", str(self.data), "-U", "postgres",
              "-A", "trust", "--no-sync"],
             check=True, capture_output=True,
         )  # fmt: skip
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [*self._as_pg, _pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+            [*self._as_pg, postgres_binary("postgres"), "-D", str(self.data), "-p", str(self.port),
              "-k", str(self.data), "-c", "listen_addresses=127.0.0.1",
              "-c", "max_connections=300", "-c", "fsync=off"],
             stdout=subprocess.DEVNULL, stderr=self.log.open("ab"),
         )  # fmt: skip
-        _wait(self._connects, self.proc, "PostgreSQL")
+        wait_started(self._connects, self.proc, "PostgreSQL", log=self.log)
 
     def _connects(self) -> bool:
         psycopg.connect(self.url, connect_timeout=1).close()
@@ -137,11 +111,11 @@ class OwnedRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        _wait(client.ping, self.proc, "redis-server")
+        wait_started(client.ping, self.proc, "redis-server")
         client.close()
 
     def stop(self) -> None:
-        _terminate(self.proc)
+        terminate(self.proc)
 
 
 class OwnedBao:
@@ -174,7 +148,9 @@ class OwnedBao:
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir,
             )  # fmt: skip
         client = hvac.Client(url=self.addr, timeout=2)
-        _wait(lambda: client.sys.read_health_status(method="GET") is not None, self.proc, "bao")
+        wait_started(
+            lambda: client.sys.read_health_status(method="GET") is not None, self.proc, "bao"
+        )
         if not client.sys.is_initialized():
             # Initialising raft storage takes seconds.
             init = hvac.Client(url=self.addr, timeout=60).sys.initialize(
@@ -184,13 +160,15 @@ class OwnedBao:
             self.root_token = init["root_token"]
             (self.dir / "init.json").write_text(json.dumps({"note": "keys kept in memory only"}))
         hvac.Client(url=self.addr, timeout=30).sys.submit_unseal_key(self._unseal_key)
-        _wait(lambda: not client.sys.is_sealed(), self.proc, "bao unseal")
+        wait_started(lambda: not client.sys.is_sealed(), self.proc, "bao unseal")
         authed = hvac.Client(url=self.addr, token=self.root_token, timeout=2)
         # Active and serving requests (a just-unsealed server answers 5xx for a moment).
-        _wait(lambda: authed.sys.list_mounted_secrets_engines() is not None, self.proc, "bao")
+        wait_started(
+            lambda: authed.sys.list_mounted_secrets_engines() is not None, self.proc, "bao"
+        )
 
     def stop(self) -> None:
-        _terminate(self.proc)
+        terminate(self.proc)
 
     @property
     def server(self) -> VaultServer:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from random import shuffle
 from collections.abc import Callable, Iterator
+from random import shuffle
 
 import httpx
 import pytest

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -142,6 +143,7 @@ def test_sigterm_lets_a_grpc_replica_finish_its_calls(stack: dict[str, Any], rep
     metrics_port = stack["ports"][f"{replica}-metrics"]
     container = stack["pods"][replica]["container"]
     grace = stack["pods"][replica]["grace"]
+    pid = int(podman(stack, "inspect", container, "--format", "{{.State.Pid}}").stdout)
     with ThreadPoolExecutor(len(accounts)) as pool:
         logins = [
             pool.submit(_login, urls[i % 2], name, password)
@@ -151,7 +153,10 @@ def test_sigterm_lets_a_grpc_replica_finish_its_calls(stack: dict[str, Any], rep
         while _in_flight(metrics_port) < 2:  # the replica is busy with this burst
             assert time.monotonic() < deadline, f"{replica} never had 2 calls in flight"
             assert not all(f.done() for f in logins), f"the logins ended before {replica} was busy"
+        # The SIGTERM `podman stop` sends, sent at once (the podman command itself takes
+        # longer to start than the burst lasts); then `podman stop` waits for the exit.
         start = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
         stopped = podman(stack, "stop", "-t", str(grace), container)
         took = time.monotonic() - start
         statuses = [f.result() for f in logins]

@@ -7,6 +7,8 @@ maintained drivers, same FastAPI and uvicorn options, nothing else.
   GET /v1/users/me        the gRPC floor (pipeline + one grpc.aio call over mTLS to a
                           minimal grpc.aio server doing one PK SELECT), api (-> users)
   POST /v1/items          the raw floor (one INSERT), api
+  GET /v1/items/{id}      the raw floor, api, with an API key (bwk_...) instead of a JWT:
+                          one Redis script checks the key (issue 14's cost bound)
 
 Each server is one uvicorn worker; per endpoint the targets take turns (ROUNDS rounds) with
 the same generator, request (path, body, Authorization header) and connection count, and
@@ -74,6 +76,13 @@ ENDPOINTS = {
         0.50,
         "raw floor: hiredis pipeline + asyncpg INSERT",
     ),
+    "key": Endpoint(
+        "key",
+        "GET /v1/items/{id} with an API key",
+        "key-read/raw-floor",
+        0.70,  # as a JWT read: a key costs one Redis script instead of the JWT's pipeline
+        "raw floor: hiredis pipeline + asyncpg PK SELECT",
+    ),
 }
 P99_TARGET = 1.5  # api's p99 at most this many times the floor's (protected read)
 
@@ -84,7 +93,7 @@ class EdgeResult:
     connections: int
     rounds: dict[str, dict[str, list[LoadResult]]]  # endpoint -> target -> rounds
     paths: dict[str, str]  # endpoint -> request path
-    headers: dict[str, str]  # what every request carries
+    headers: dict[str, str]  # what every request carries (the "key" endpoint: its own bearer)
 
     @property
     def errors(self) -> int:
@@ -137,6 +146,19 @@ def login_and_create_item(api_url: str, username: str, password: str) -> tuple[s
         me = client.get("/v1/users/me", headers=headers)
         me.raise_for_status()
         return token, str(me.json()["id"]), ids[0]
+
+
+def create_api_key(api_url: str, token: str) -> str:
+    """A read-only API key of the bench user's (made with its access token)."""
+    body = {"name": "bench", "scopes": ["items:read"], "expires_in_days": 1}
+    r = httpx.post(
+        f"{api_url}/v1/users/me/api-keys",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return str(r.json()["key"])
 
 
 @contextlib.contextmanager
@@ -193,11 +215,16 @@ def run_edge(
     # Every target gets the same request: bearer header included (the floors ignore it and
     # take the owner from their own header), so request sizes are equal.
     headers = {"Authorization": f"Bearer {token}", OWNER_HEADER: user_id}
+    key_headers = {
+        **headers,
+        "Authorization": f"Bearer {create_api_key(stack.config.api_url, token)}",
+    }
     paths = {
         "item": f"/v1/items/{item_id}",
         "list": "/v1/items?limit=20",
         "me": "/v1/users/me",
         "create": "/v1/items",
+        "key": f"/v1/items/{item_id}",
     }
     api_env = stack.config.environment("api")
     log_dir = stack.config.log_dir or stack.config.data_dir
@@ -226,23 +253,25 @@ def run_edge(
             "list": {"floor": raw, "api": api},
             "me": {"floor": raw_me, "api": api},
             "create": {"floor": raw, "api": api},
+            "key": {"floor": raw, "api": api},
         }
         rounds: dict[str, dict[str, list[LoadResult]]] = {}
         for key in endpoints or list(plan):
             targets, path = plan[key], paths[key]
             body = CREATE_BODY if key == "create" else None
+            sent = key_headers if key == "key" else headers
             print(f"  {ENDPOINTS[key].label} ...", flush=True)
             for base in targets.values():
                 if body is None:
-                    wait_ok(base + path, headers)
+                    wait_ok(base + path, sent)
                 # Warm-up opens the pools and fills api's token cache; not counted.
-                loadgen.run(base + path, headers, warmup, body=body)
+                loadgen.run(base + path, sent, warmup, body=body)
             # Turns, ROUNDS times: a burst of load from elsewhere on a shared machine then
             # hits every target alike, not one of them.
             rounds[key] = {name: [] for name in targets}
             for _ in range(ROUNDS):
                 for name, base in targets.items():
-                    result = loadgen.run(base + path, headers, seconds / ROUNDS, body=body)
+                    result = loadgen.run(base + path, sent, seconds / ROUNDS, body=body)
                     rounds[key][name].append(result)
     return EdgeResult(
         loadgen.describe(),

@@ -55,6 +55,7 @@ STACK_ENV = {
         "API_TOKEN_RATE": HIGH_RATE,
         "API_REGISTER_RATE": HIGH_RATE,
         "API_USER_RATE": HIGH_RATE,
+        "API_API_KEY_RATE": HIGH_RATE,
     }
 }
 # Generous: on a loaded shared machine three Python services can take minutes to start.

@@ -96,4 +96,11 @@ def test_redis_and_database_outages(
     db_name = stack2.config.database_urls["api"].rsplit("/", 1)[1]  # type: ignore[union-attr]
     with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
+    # The create first: its INSERT meets the pooled connection the drop killed.
+    items = f"{stack2.config.api_url}/v1/items"
+    r, took = _timed(
+        lambda: httpx.post(items, json={"name": "y"}, headers=bearer(token), timeout=10)
+    )
+    _assert_unavailable(r, took)
+    assert r.headers["retry-after"] == "1"
     _assert_unavailable(*_timed(lambda: httpx.get(item_url, headers=bearer(token), timeout=10)))

@@ -17,8 +17,8 @@ from bulwark_api import db
 from bulwark_api.enduser import ForwardAccessToken
 from bulwark_api.guard import Guard
 from bulwark_api.keyguard import KeyGuard
-from bulwark_api.reads import Reads, open_reads
 from bulwark_api.settings import ApiSettings
+from bulwark_api.statements import Statements, open_statements
 from bulwark_api.tokens import Verifier
 from bulwark_common import grpcio
 from bulwark_common.runtime import Runtime
@@ -38,8 +38,8 @@ class Backends:
     users: users_pb2_grpc.UsersServiceStub
     redis: aioredis.Redis
     engine: AsyncEngine
-    single: AsyncEngine  # self-contained statements (one INSERT): autocommit, own pool
-    reads: Reads  # the hot single-SELECT reads (reads.py)
+    single: AsyncEngine  # autocommit, own pool: the statements' engine without PostgreSQL
+    statements: Statements  # the hot single statements: reads, the create (statements.py)
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     guard: Guard
@@ -90,7 +90,7 @@ class Backends:
             redis=redis,
             engine=engine,
             single=single,
-            reads=open_reads(
+            statements=open_statements(
                 db.sync_url(settings.database_url, settings.data_dir), single, credentials
             ),
             sessions=db.sessions(engine),
@@ -110,7 +110,7 @@ class Backends:
         await self.users_channel.close()
         await self.redis.aclose()
         await self.engine.dispose()
-        await self.reads.close()
+        await self.statements.close()
         await self.single.dispose()
 
     async def readiness(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import asyncpg
 import grpc
 import redis
 from fastapi import FastAPI, Request
@@ -17,7 +18,7 @@ from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bulwark_api import reads
+from bulwark_api import statements
 from bulwark_api.schemas import ProblemOut
 
 log = logging.getLogger("bulwark.api")
@@ -229,10 +230,16 @@ def install(app: FastAPI) -> None:
             return _unavailable(request)
         return _internal(request, exc)
 
-    @app.exception_handler(reads.Unavailable)
-    async def _reads(request: Request, exc: reads.Unavailable) -> JSONResponse:
+    @app.exception_handler(statements.Unavailable)
+    async def _statements(request: Request, exc: statements.Unavailable) -> JSONResponse:
         log.warning("database unavailable", extra={"error": str(exc)})
         return _unavailable(request)
+
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _statement(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # A statement PostgreSQL refused (outages are statements.Unavailable): our bug, a
+        # 500 as on the SQLAlchemy paths.
+        return _internal(request, exc)
 
     @app.exception_handler(redis.RedisError)
     async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:

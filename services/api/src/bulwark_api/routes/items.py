@@ -28,7 +28,8 @@ router = APIRouter(tags=["items"])
 Reader = Annotated[Claims, require_scope(ITEMS_READ)]
 Writer = Annotated[Claims, require_scope(ITEMS_WRITE)]
 NOT_FOUND = "item not found"
-# Reads are prebuilt Core statements run by backends.reads (reads.py): one round trip.
+# Reads and the create are prebuilt Core statements run by backends.statements
+# (statements.py): one round trip each.
 ITEMS = Item.__table__
 
 
@@ -127,7 +128,6 @@ def _visible(claims: Claims, item_id: uuid.UUID) -> tuple[Any, Any, dict[str, st
 async def create_item(
     body: ItemCreate, claims: Writer, request: Request, response: Response
 ) -> Response:
-    backends = backends_of(request)
     now = datetime.now(UTC)
     item = {
         "id": str(uuid.uuid4()),
@@ -137,10 +137,9 @@ async def create_item(
         "created_at": now,
         "updated_at": now,
     }
-    # One INSERT is atomic on its own: the autocommit engine spares the BEGIN and COMMIT
-    # round trips and the ORM's unit of work (the session stays for multi-statement writes).
-    async with backends.single.connect() as conn:
-        await conn.execute(_INSERT, item)
+    # One INSERT is atomic on its own: autocommit spares the BEGIN and COMMIT round trips
+    # and the ORM's unit of work (the session stays for multi-statement writes).
+    await backends_of(request).statements.execute(_INSERT, item)
     out = json_response(_item(item), response, 201)
     out.headers["Location"] = f"/v1/items/{item['id']}"
     return out
@@ -170,7 +169,7 @@ async def list_items(
         params["owner"] = str(owner) if owner else claims.sub
     if cursor:
         params["c_created"], params["c_id"] = _decode_cursor(cursor)
-    rows = await backends.reads.all(_PAGES[(all, bool(cursor))], params)
+    rows = await backends.statements.all(_PAGES[(all, bool(cursor))], params)
     page, more = rows[:limit], len(rows) > limit
     body = {
         "items": [_item(r) for r in page],
@@ -188,7 +187,7 @@ async def get_item(
     item_id: uuid.UUID, claims: Reader, request: Request, response: Response
 ) -> Response:
     _, read, params = _visible(claims, item_id)
-    item = await backends_of(request).reads.one(read, params)
+    item = await backends_of(request).statements.one(read, params)
     if item is None:
         raise Problem(404, NOT_FOUND)
     return json_response(_item(item), response)

@@ -97,7 +97,7 @@ async def pg_pool(settings: ApiSettings, runtime: Runtime) -> asyncpg.Pool:
     if (credentials := runtime.credentials()) is not None:
         kw["user"], kw["password"] = credentials.current()
     dsn = pg_dsn(url.render_as_string(hide_password=False))
-    # api's read-pool options (bulwark_api.reads): no reset round trip on release.
+    # api's statement-pool options (bulwark_api.statements): no reset round trip on release.
     return await asyncpg.create_pool(dsn, min_size=2, max_size=20, reset=_no_reset, **kw)
 
 

@@ -1,5 +1,5 @@
-"""The hot reads' asyncpg pool on a real PostgreSQL: a statement that fails or is
-interrupted never leaves its connection in the pool (reads.py)."""
+"""The hot statements' asyncpg pool on a real PostgreSQL: a statement that fails or is
+interrupted never leaves its connection in the pool (statements.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import pytest
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import make_url
 
-from bulwark_api.reads import PgReads
+from bulwark_api.statements import PgStatements
 
 PID = select(func.pg_backend_pid().label("pid"))
 SLOW = select(func.pg_sleep(literal_column("5")).label("slept"))
 FAILS = select((literal_column("1") / literal_column("0")).label("boom"))  # division_by_zero
 
 
-def reads_on(url: str) -> PgReads:
-    return PgReads(make_url(url.replace("postgresql://", "postgresql+psycopg://")), None)
+def reads_on(url: str) -> PgStatements:
+    return PgStatements(make_url(url.replace("postgresql://", "postgresql+psycopg://")), None)
 
 
-async def _pids_after(reads: PgReads, interrupt: str) -> tuple[int, int]:
+async def _pids_after(reads: PgStatements, interrupt: str) -> tuple[int, int]:
     first = await reads.one(PID, {})
     assert first is not None
     if interrupt == "cancelled":

@@ -1,11 +1,13 @@
-"""The hot reads (one item, one keyset page): single SELECTs built with SQLAlchemy Core from
-the one table definition in `db.py`, executed on PostgreSQL through an asyncpg pool.
+"""The hot single statements (read one item, one keyset page; create an item): SELECTs and
+an INSERT built with SQLAlchemy Core from the one table definition in `db.py`, executed on
+PostgreSQL through an asyncpg pool.
 
 Why not the SQLAlchemy engine: profiled under load, SQLAlchemy's async adaptation (greenlet
 hops, result processing) and psycopg's per-execute work cost as much CPU as the rest of the
 request; asyncpg runs each statement as a cached prepared statement with binary results.
-Writes stay on the SQLAlchemy session (transactions, the ORM). Without PostgreSQL (dev with
-SQLite) the same statements run on the SQLAlchemy autocommit engine.
+Each statement is atomic on its own (autocommit: no BEGIN/COMMIT round trips). Writes of more
+than one statement stay on the SQLAlchemy session (transactions, the ORM). Without PostgreSQL
+(dev with SQLite) the same statements run on the SQLAlchemy autocommit engine.
 
 Rows come back as mappings (column name -> value), datetimes timezone-aware (UTC)."""
 
@@ -19,13 +21,14 @@ import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Insert, Select
 
 from bulwark_common.vault import DatabaseCredentials
 
 Row = Mapping[str, Any]
+Statement = Select[Any] | Insert
 _DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
-# At most this many connections on the read pool (the transactional engine has its own).
+# At most this many connections on this pool (the transactional engine has its own).
 POOL_MAX = 20
 
 
@@ -47,10 +50,12 @@ _DOWN = (
 )
 
 
-class Reads(Protocol):
+class Statements(Protocol):
     async def one(self, stmt: Select[Any], params: Mapping[str, Any]) -> Row | None: ...
 
     async def all(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]: ...
+
+    async def execute(self, stmt: Statement, params: Mapping[str, Any]) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -60,13 +65,13 @@ class _Compiled:
 
     __slots__ = ("names", "sql")
 
-    def __init__(self, stmt: Select[Any]) -> None:
+    def __init__(self, stmt: Statement) -> None:
         compiled = stmt.compile(dialect=_DIALECT)
         self.sql = compiled.string
         self.names = tuple(compiled.positiontup or ())
 
 
-class PgReads:
+class PgStatements:
     """asyncpg pool on api's database. With Vault, every new connection logs in with the
     current dynamic credential and a rotation expires the pooled ones (replaced at their next
     checkout, those in use when released), before the old role is revoked."""
@@ -75,7 +80,7 @@ class PgReads:
         self._url = url.set(drivername="postgresql")
         self._credentials = credentials
         self._pool: asyncpg.Pool | None = None
-        self._compiled: dict[int, tuple[Select[Any], _Compiled]] = {}
+        self._compiled: dict[int, tuple[Statement, _Compiled]] = {}
         self._opening = asyncio.Lock()
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -99,7 +104,7 @@ class PgReads:
                     min_size=0,  # opened lazily: start-up needs no database
                     max_size=POOL_MAX,
                     connect=self._connect,
-                    # Autocommit single SELECTs leave no session state: nothing to reset
+                    # Autocommit single statements leave no session state: nothing to reset
                     # (the default reset is one more round trip per request).
                     reset=_no_reset,
                     timeout=3,
@@ -116,21 +121,21 @@ class PgReads:
                     self._credentials.subscribe(renewed)
             return self._pool
 
-    def _sql(self, stmt: Select[Any]) -> _Compiled:
+    def _sql(self, stmt: Statement) -> _Compiled:
         # Keyed by identity: the routes pass prebuilt statements (held alive by the cache).
         found = self._compiled.get(id(stmt))
         if found is None or found[0] is not stmt:
             found = self._compiled[id(stmt)] = (stmt, _Compiled(stmt))
         return found[1]
 
-    async def _run(self, stmt: Select[Any], params: Mapping[str, Any], many: bool) -> Any:
+    async def _run(self, stmt: Statement, params: Mapping[str, Any], how: str) -> Any:
         c = self._sql(stmt)
         args = [params[n] for n in c.names]
         try:
             pool = self._pool or await self._pool_()
             async with pool.acquire() as conn:
                 try:
-                    return await (conn.fetch if many else conn.fetchrow)(c.sql, *args)
+                    return await getattr(conn, how)(c.sql, *args)
                 except BaseException:
                     # Without a reset on release (see the pool), a connection whose
                     # statement failed or was interrupted could go back to the pool in the
@@ -142,12 +147,15 @@ class PgReads:
             raise Unavailable(type(exc).__name__) from exc
 
     async def one(self, stmt: Select[Any], params: Mapping[str, Any]) -> Row | None:
-        row: Row | None = await self._run(stmt, params, many=False)
+        row: Row | None = await self._run(stmt, params, "fetchrow")
         return row
 
     async def all(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        rows: Sequence[Row] = await self._run(stmt, params, many=True)
+        rows: Sequence[Row] = await self._run(stmt, params, "fetch")
         return rows
+
+    async def execute(self, stmt: Statement, params: Mapping[str, Any]) -> None:
+        await self._run(stmt, params, "execute")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -158,8 +166,8 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-class EngineReads:
-    """The same reads on the SQLAlchemy autocommit engine (SQLite in dev)."""
+class EngineStatements:
+    """The same statements on the SQLAlchemy autocommit engine (SQLite in dev)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -173,11 +181,17 @@ class EngineReads:
         async with self._engine.connect() as conn:
             return [r._mapping for r in (await conn.execute(stmt, dict(params))).all()]
 
+    async def execute(self, stmt: Statement, params: Mapping[str, Any]) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(stmt, dict(params))
+
     async def close(self) -> None:
         return None  # the engine is the caller's (Backends.single)
 
 
-def open_reads(url: URL, engine: AsyncEngine, credentials: DatabaseCredentials | None) -> Reads:
+def open_statements(
+    url: URL, engine: AsyncEngine, credentials: DatabaseCredentials | None
+) -> Statements:
     if url.get_backend_name() == "postgresql":
-        return PgReads(url, credentials)
-    return EngineReads(engine)
+        return PgStatements(url, credentials)
+    return EngineStatements(engine)

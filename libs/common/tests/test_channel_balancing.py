@@ -4,6 +4,8 @@ mTLS pinned to the callee's service name; servers count the calls they took in c
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -93,7 +95,9 @@ def test_channelz_counts_the_calls_each_replica_took(
             ch.unary_unary(OPEN)(b"", timeout=5)
     for r in replicas:
         port = r.server.port
-        assert calls_started(r.health_target, port) == len(r.echo.calls) > 0
+        # Every call it took: the echo calls, and the health watch the client's connection
+        # keeps open (client-side health checking, channels.LB_SERVICE_CONFIG).
+        assert calls_started(r.health_target, port) == len(r.echo.calls) + 1 > 1
     # Off unless asked for: the health-only port answers health and nothing else.
     plain = start_echo_server(StaticCerts(ca, "users"), port=free_port())
     try:
@@ -102,3 +106,46 @@ def test_channelz_counts_the_calls_each_replica_took(
         assert no_channelz.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         plain.server.stop(0)
+
+
+def test_a_stopping_replica_gets_no_new_calls_and_refuses_none(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    """The SIGTERM path (grpcio.Server.stop): the replica says NOT_SERVING, the channel's
+    health watch moves new calls to the other one, and the stopping replica waits until
+    calls stop arriving before it refuses new ones: steady calls from four threads lose
+    none (without the health watch and the wait, calls racing the stop fail UNAVAILABLE)."""
+    with grpcio.channel(
+        both(replicas), 5.0, tls=StaticCerts(ca, "auth"), server_name="users"
+    ) as ch:
+        call = ch.unary_unary(OPEN)
+        for _ in range(50):  # until both connections are up
+            call(b"", timeout=5)
+            if all(counts(replicas)):
+                break
+        stopped = threading.Event()
+        failed: list[str] = []
+        made = [0] * 4
+
+        def caller(n: int) -> None:
+            while not stopped.is_set():
+                try:
+                    call(b"", timeout=5)
+                    made[n] += 1
+                except grpc.RpcError as exc:
+                    failed.append(exc.code().name)
+
+        callers = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+        for t in callers:
+            t.start()
+        while sum(made) < 40:  # the calls are flowing to both replicas
+            time.sleep(0.001)
+        replicas[0].server.stop(5.0)
+        at_stop = counts(replicas)
+        for _ in range(20):
+            call(b"", timeout=5)
+        stopped.set()
+        for t in callers:
+            t.join()
+    assert failed == []
+    assert counts(replicas)[0] == at_stop[0]  # nothing reached the stopped replica after

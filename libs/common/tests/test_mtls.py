@@ -313,5 +313,8 @@ def test_interceptors_build_once_per_method_and_checks_run_every_call(
     finally:
         server.stop(0)
     assert echo.calls == [("AuthOnly", "auth")] * 2 + [("Open", "api")] * 2
-    assert counting.built == [AUTH_ONLY, OPEN, UNLISTED, MISSING, MISSING]
+    # First the health watch each client connection opens (client-side health checking),
+    # built once for both callers.
+    watch = "/grpc.health.v1.Health/Watch"
+    assert counting.built == [watch, AUTH_ONLY, OPEN, UNLISTED, MISSING, MISSING]
     assert counting.ran == 4

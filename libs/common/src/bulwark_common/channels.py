@@ -195,8 +195,12 @@ class _AioDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ig
 # record per replica, e.g. a headless Kubernetes Service): one connection per address and
 # round_robin over the ready ones. gRPC's default, pick_first, would pin every call to one
 # replica for the life of the connection. The policy is ours only: a DNS TXT record cannot
-# change it.
-LB_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# change it. Each connection also watches the server's grpc.health.v1 status (""): a replica
+# that says NOT_SERVING (not ready, or stopping after SIGTERM) gets no new calls, so a
+# rollout or a scale-down refuses none (grpcio.Server.stop waits for the calls to move away).
+LB_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+)
 
 # Reconnect quickly after a peer restarts (gRPC's default backoff grows to 120 s), notice
 # dead peers behind idle connections, and re-resolve a DNS target at most once a second (the

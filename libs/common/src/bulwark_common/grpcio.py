@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
@@ -57,6 +58,11 @@ SERVER_OPTIONS = [
     ("grpc.max_connection_age_ms", 300_000),
     ("grpc.max_connection_age_grace_ms", 60_000),
 ]
+
+# Stopping: how long to wait at most for callers to stop sending (after NOT_SERVING), and how
+# long without a new call counts as "stopped sending".
+DRAIN_NOTICE_SECONDS = 2.0
+QUIET_SECONDS = 0.1
 
 # A dependency check raises (anything) when the dependency is not usable.
 Check = Callable[[], None]
@@ -129,6 +135,7 @@ class Server:
     port: int
     monitor: HealthMonitor
     services: list[str]
+    calls: ServerMetrics  # counts the main port's calls; when the newest started
     health_only: grpc.Server | None = None
     health_port: int | None = None
 
@@ -139,7 +146,13 @@ class Server:
         self.monitor.start()
 
     def stop(self, grace_seconds: float) -> None:
-        self.monitor.shutdown()
+        self.monitor.shutdown()  # NOT_SERVING: callers' health watches steer new calls away
+        # A call reaching a server that has begun to stop fails UNAVAILABLE, so first wait
+        # until calls stop arriving (the watches react within milliseconds), at most
+        # DRAIN_NOTICE_SECONDS; calls already started finish within the grace period.
+        deadline = time.monotonic() + DRAIN_NOTICE_SECONDS
+        while time.monotonic() < deadline and self.calls.seconds_since_last_call() < QUIET_SECONDS:
+            time.sleep(0.01)
         stopping = [self.main.stop(grace_seconds)]
         if self.health_only is not None:
             stopping.append(self.health_only.stop(grace_seconds))
@@ -231,8 +244,9 @@ def build_server(
     `channelz_on_health_port`: grpc.channelz.v1 (per-server call counters, sockets) on the
     health-only port too, for operators and the replica checks; off unless asked for.
     `interceptors` (the service's own) run after the caller check."""
+    calls = ServerMetrics()
     chain: list[grpc.ServerInterceptor] = [
-        ServerMetrics(),  # first: refused and failed calls are counted too
+        calls,  # first: refused and failed calls are counted too
         server_interceptor(),  # type: ignore[no-untyped-call]
         deadlines.ServerDeadlines(),  # what is left of the caller's deadline, for our calls
     ]
@@ -260,7 +274,9 @@ def build_server(
             [*services, health.SERVICE_NAME, grpc_reflection.SERVICE_NAME], server
         )
     creds = None if tls is None else server_credentials(tls)
-    built = Server(name, server, _bind(server, f"{host}:{port}", name, creds), monitor, services)
+    built = Server(
+        name, server, _bind(server, f"{host}:{port}", name, creds), monitor, services, calls
+    )
     if health_port is not None:
         # Its own server, so no other service is reachable without a certificate.
         built.health_only = grpc.server(

@@ -38,8 +38,11 @@ def _code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
 
 
-def _measured(m: _Method, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+def _measured(
+    owner: ServerMetrics, m: _Method, behaviour: Callable[[Any, grpc.ServicerContext], Any]
+) -> Any:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        owner.last_call_started = time.monotonic()
         GRPC_IN_FLIGHT.inc()
         start = time.perf_counter()
         failed = True
@@ -63,6 +66,11 @@ class ServerMetrics(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
         self._methods: dict[str, _Method] = {}
         self._other = _Method("/other/other")
+        self.last_call_started = 0.0  # time.monotonic(), written by handler threads
+
+    def seconds_since_last_call(self) -> float:
+        """How long no new call has started (a stopping server waits for callers to move)."""
+        return time.monotonic() - self.last_call_started
 
     def _method(self, full: str) -> _Method:
         m = self._methods.get(full)
@@ -79,8 +87,8 @@ class ServerMetrics(grpc.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         m = self._method(method)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_measured(m, handler.unary_unary))
+            return handler._replace(unary_unary=_measured(self, m, handler.unary_unary))
         if handler.stream_unary is not None:
-            return handler._replace(stream_unary=_measured(m, handler.stream_unary))
+            return handler._replace(stream_unary=_measured(self, m, handler.stream_unary))
         # Streaming responses (health Watch): in flight for their lifetime, not timed.
         return handler

@@ -5,7 +5,6 @@ expired, logs out; pages on origins not in API_CORS_ORIGINS fail at every attemp
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from bulwark_devstack.testkit import strong_password, unique_name
+from bulwark_devstack.testkit import strong_password, unique_name, until
 from tests.browser.conftest import PageServer
 
 COOKIE = "__Host-bulwark-refresh"
@@ -80,15 +79,6 @@ def js(page: Page, call: str, *args: Any) -> dict[str, Any]:
 def session_cookie(context: BrowserContext, api: str) -> dict[str, Any] | None:
     found = [c for c in context.cookies(api) if c["name"] == COOKIE]
     return dict(found[0]) if found else None
-
-
-def until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return predicate()
 
 
 def test_login_items_refresh_after_expiry_and_logout(

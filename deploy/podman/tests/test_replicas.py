@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bulwark_devstack.health import calls_started
-from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name
+from bulwark_devstack.testkit import bearer, random_ip, strong_password, unique_name, until
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +53,6 @@ def _tokens(http: httpx.Client) -> dict[str, str]:
     return dict(r.json())
 
 
-def _within(seconds: float, predicate: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_revocation_through_one_replica_is_honoured_by_the_other_within_a_second(
     clients: tuple[httpx.Client, httpx.Client],
 ) -> None:
@@ -71,7 +61,7 @@ def test_revocation_through_one_replica_is_honoured_by_the_other_within_a_second
     assert two.get("/v1/users/me", headers=bearer(token)).status_code == 200
     revoke = {"token": token, "token_type_hint": "access_token"}
     assert one.post("/v1/auth/revoke", data=revoke).status_code == 200
-    assert _within(1.0, lambda: two.get("/v1/users/me", headers=bearer(token)).status_code == 401)
+    assert until(lambda: two.get("/v1/users/me", headers=bearer(token)).status_code == 401, 1.0)
 
 
 def test_per_ip_rate_limit_counts_across_replicas(

@@ -111,6 +111,19 @@ def _refused(port: int) -> bool:
 BURSTS = 5
 
 
+def _warnings(stack: dict[str, Any]) -> list[str]:
+    """The services' warning and error log lines: what a failed assertion shows beside it."""
+    lines = []
+    for name, pod in stack["pods"].items():
+        logs = podman(stack, "logs", pod["container"])
+        lines += [
+            f"{name}: {line}"
+            for line in (logs.stdout + logs.stderr).splitlines()
+            if '"WARNING"' in line or '"ERROR"' in line
+        ]
+    return lines
+
+
 def _in_flight(metrics_port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
     for line in text.splitlines():
@@ -166,7 +179,7 @@ def test_sigterm_lets_a_grpc_replica_finish_its_calls(stack: dict[str, Any], rep
                     took = time.monotonic() - start
                     break
             statuses = [f.result() for f in logins]
-            assert statuses == [200] * len(accounts), statuses
+            assert statuses == [200] * len(accounts), (statuses, _warnings(stack))
             if stopped is not None:
                 break
     assert stopped is not None, f"{replica} never had 2 calls in flight in {BURSTS} bursts"

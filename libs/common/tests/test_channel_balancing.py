@@ -10,11 +10,21 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bulwark_common import grpcio
+from bulwark_common.credentials import channel_credentials
+from bulwark_devstack import testkit
 from bulwark_devstack.health import calls_started
 from bulwark_devstack.infra import free_port
-from bulwark_devstack.testca import OPEN, CertAuthority, Running, StaticCerts, start_echo_server
+from bulwark_devstack.testca import (
+    HOLD,
+    OPEN,
+    CertAuthority,
+    Running,
+    StaticCerts,
+    start_echo_server,
+)
 
 
 @pytest.fixture
@@ -149,3 +159,42 @@ def test_a_stopping_replica_gets_no_new_calls_and_refuses_none(
             t.join()
     assert failed == []
     assert counts(replicas)[0] == at_stop[0]  # nothing reached the stopped replica after
+
+
+def test_a_call_arriving_after_the_notice_is_served_while_every_worker_is_busy(
+    ca: CertAuthority, replicas: list[Running]
+) -> None:
+    """A stopping replica whose workers are all busy (long password checks) starts no handler
+    for a while, yet calls still arrive from callers that have not read NOT_SERVING yet. The
+    quiet spell is counted from the notice and from arrivals, so such a call is queued and
+    answered, not refused UNAVAILABLE (the stop used to count from handler starts)."""
+    replica = replicas[0]
+    options = [("grpc.ssl_target_name_override", "users")]
+    creds = channel_credentials(StaticCerts(ca, "auth").material())
+    # A plain channel: no health watch, like a caller that has not heard the notice yet.
+    with grpc.secure_channel(replica.target, creds, options=options) as ch:
+        ch.unary_unary(OPEN)(b"", timeout=5)  # connected before the workers fill up
+        holds = [ch.unary_unary(HOLD).future(b"hold", timeout=30) for _ in range(8)]
+        assert testkit.until(lambda: sum(m == "Hold" for m, _ in replica.echo.calls) == 8, 10)
+        # Longer ago than the quiet spell: only a spell that starts at the notice waits.
+        time.sleep(grpcio.QUIET_SECONDS * 1.5)
+        stopping = threading.Thread(target=replica.server.stop, args=(5.0,))
+        stopping.start()
+        with grpc.insecure_channel(replica.health_target) as probe:
+            check = health_pb2_grpc.HealthStub(probe).Check
+            assert testkit.until(
+                lambda: (
+                    check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    == health_pb2.HealthCheckResponse.NOT_SERVING
+                ),
+                5,
+            )
+        sent = time.monotonic()
+        late = ch.unary_unary(OPEN).future(b"late", timeout=30)
+        # Until the server has taken the late call in (or refused it), then free the workers.
+        assert testkit.until(lambda: late.done() or replica.server.arrivals.last_arrival > sent, 5)
+        replica.echo.release.set()
+        assert late.result() == b"late"
+        assert [h.result() for h in holds] == [b"hold"] * 8
+        stopping.join(10)
+    assert not stopping.is_alive()

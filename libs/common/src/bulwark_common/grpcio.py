@@ -60,9 +60,11 @@ SERVER_OPTIONS = [
 ]
 
 # Stopping: how long to wait at most for callers to stop sending (after NOT_SERVING), and how
-# long without a new call counts as "stopped sending".
+# long without a new call arriving counts as "stopped sending". The quiet spell starts no
+# earlier than the notice and covers a container's CPU-quota stall (100 ms periods) that can
+# hold back the notice itself.
 DRAIN_NOTICE_SECONDS = 2.0
-QUIET_SECONDS = 0.1
+QUIET_SECONDS = 0.25
 
 # A dependency check raises (anything) when the dependency is not usable.
 Check = Callable[[], None]
@@ -135,7 +137,8 @@ class Server:
     port: int
     monitor: HealthMonitor
     services: list[str]
-    calls: ServerMetrics  # counts the main port's calls; when the newest started
+    calls: ServerMetrics  # counts the main port's calls
+    arrivals: _BuiltOnce  # sees every call on the main port as it arrives
     health_only: grpc.Server | None = None
     health_port: int | None = None
 
@@ -146,18 +149,27 @@ class Server:
         self.monitor.start()
 
     def stop(self, grace_seconds: float) -> None:
-        self.monitor.shutdown()  # NOT_SERVING: callers' health watches steer new calls away
-        # A call reaching a server that has begun to stop fails UNAVAILABLE, so first wait
-        # until calls stop arriving (the watches react within milliseconds), at most
-        # DRAIN_NOTICE_SECONDS; calls already started finish within the grace period.
-        deadline = time.monotonic() + DRAIN_NOTICE_SECONDS
-        while time.monotonic() < deadline and self.calls.seconds_since_last_call() < QUIET_SECONDS:
-            time.sleep(0.01)
+        """Stop as a Kubernetes pod should (grace > 0): say NOT_SERVING, so callers' health
+        watches steer new calls away, wait until calls stop arriving, then finish the calls
+        already accepted within the grace period. grace 0: stop at once (tests, errors)."""
+        self.monitor.shutdown()
+        if grace_seconds > 0:
+            self._wait_for_callers_to_move()
         stopping = [self.main.stop(grace_seconds)]
         if self.health_only is not None:
             stopping.append(self.health_only.stop(grace_seconds))
         for event in stopping:
             event.wait()
+
+    def _wait_for_callers_to_move(self) -> None:
+        # A call reaching a server that has begun to stop fails UNAVAILABLE. Arrival, not a
+        # handler starting: when every worker is busy, calls arrive and queue without
+        # starting, and a caller that has not yet read the notice is still sending.
+        notice = time.monotonic()
+        while (now := time.monotonic()) < notice + DRAIN_NOTICE_SECONDS:
+            if now - max(notice, self.arrivals.last_arrival) >= QUIET_SECONDS:
+                return
+            time.sleep(0.01)
 
 
 # Handlers built per method by _BuiltOnce: bounded by the services' own methods (unknown
@@ -175,6 +187,7 @@ class _BuiltOnce(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, chain: Iterable[grpc.ServerInterceptor]) -> None:
         self._chain = tuple(chain)
         self._built: dict[str, grpc.RpcMethodHandler] = {}
+        self.last_arrival = 0.0  # time.monotonic(), written by the server's polling thread
 
     def _run(
         self,
@@ -193,6 +206,7 @@ class _BuiltOnce(grpc.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        self.last_arrival = time.monotonic()
         method: str = details.method
         handler = self._built.get(method)
         if handler is not None:
@@ -261,7 +275,7 @@ def build_server(
     chain.extend(interceptors)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[_BuiltOnce(chain)],
+        interceptors=[arrivals := _BuiltOnce(chain)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_workers * 8,
     )
@@ -274,9 +288,8 @@ def build_server(
             [*services, health.SERVICE_NAME, grpc_reflection.SERVICE_NAME], server
         )
     creds = None if tls is None else server_credentials(tls)
-    built = Server(
-        name, server, _bind(server, f"{host}:{port}", name, creds), monitor, services, calls
-    )
+    bound = _bind(server, f"{host}:{port}", name, creds)
+    built = Server(name, server, bound, monitor, services, calls, arrivals)
     if health_port is not None:
         # Its own server, so no other service is reachable without a certificate.
         built.health_only = grpc.server(

@@ -42,7 +42,6 @@ def _measured(
     owner: ServerMetrics, m: _Method, behaviour: Callable[[Any, grpc.ServicerContext], Any]
 ) -> Any:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        owner.last_call_started = time.monotonic()
         GRPC_IN_FLIGHT.inc()
         start = time.perf_counter()
         failed = True
@@ -66,11 +65,6 @@ class ServerMetrics(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
         self._methods: dict[str, _Method] = {}
         self._other = _Method("/other/other")
-        self.last_call_started = 0.0  # time.monotonic(), written by handler threads
-
-    def seconds_since_last_call(self) -> float:
-        """How long no new call has started (a stopping server waits for callers to move)."""
-        return time.monotonic() - self.last_call_started
 
     def _method(self, full: str) -> _Method:
         m = self._methods.get(full)

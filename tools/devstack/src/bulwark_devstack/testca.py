@@ -161,6 +161,7 @@ class StaticCerts:
 ECHO = "bulwark.test.v1.Echo"
 OTHER = "bulwark.test.v1.Other"
 OPEN = f"/{ECHO}/Open"  # covered by the service-wide entry: auth and api
+HOLD = f"/{ECHO}/Hold"  # as Open, but answers only once Echo.release is set
 AUTH_ONLY = f"/{ECHO}/AuthOnly"  # its own entry: auth only
 UNLISTED = f"/{OTHER}/Unlisted"  # no entry at all: nobody
 CALLERS = {
@@ -171,11 +172,13 @@ CALLERS = {
 
 @dataclass
 class Echo:
-    """Records every call that reached a handler: method, caller, peer certificate."""
+    """Records every call that reached a handler: method, caller, peer certificate. Hold
+    keeps its worker busy until `release` is set (a stand-in for a long password check)."""
 
     calls: list[tuple[str, str | None]] = field(default_factory=list)
     peer_certs: list[bytes] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def handler(self, method: str) -> grpc.RpcMethodHandler:
         def behaviour(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -183,6 +186,8 @@ class Echo:
             with self.lock:
                 self.calls.append((method, current_caller()))
                 self.peer_certs.append(cert)
+            if method == "Hold" and not self.release.wait(30):
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "never released")
             return request
 
         return grpc.unary_unary_rpc_method_handler(behaviour)
@@ -191,7 +196,7 @@ class Echo:
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
-                    ECHO, {m: self.handler(m) for m in ("Open", "AuthOnly")}
+                    ECHO, {m: self.handler(m) for m in ("Open", "AuthOnly", "Hold")}
                 ),
                 grpc.method_handlers_generic_handler(OTHER, {"Unlisted": self.handler("U")}),
             )

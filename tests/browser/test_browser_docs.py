@@ -1,10 +1,13 @@
 """/docs in real Chromium: Swagger UI loads from api itself under the docs CSP (no CDN, no
 violation), "Authorize" works with the password grant and with a pasted bearer credential,
-and GET /v1/users/me runs from the page. Saves docs/screenshots/docs-page.png."""
+and GET /v1/users/me runs from the page. With BULWARK_UPDATE_SCREENSHOTS=1 it refreshes
+docs/screenshots/docs-page.png; otherwise the screenshot stays in pytest's tmp_path, so a
+test run leaves the tree clean."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from bulwark_devstack.testkit import strong_password, unique_name
 
 pytestmark = pytest.mark.timeout(300)
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "docs-page.png"
+PNG = b"\x89PNG\r\n\x1a\n"
 ME = "#operations-users-get_me_v1_users_me_get"
 
 
@@ -62,7 +66,7 @@ def run_me(page: Page) -> dict[str, Any]:
 
 
 def test_docs_authorize_with_the_password_grant(
-    docs: tuple[Page, list[str]], account: tuple[str, str]
+    docs: tuple[Page, list[str]], account: tuple[str, str], tmp_path: Path
 ) -> None:
     page, problems = docs
     page.locator(".auth-wrapper .authorize").click()
@@ -75,8 +79,10 @@ def test_docs_authorize_with_the_password_grant(
     dialog.locator("button.close-modal").click()
     me = run_me(page)
     assert me["username"] == account[0].lower()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    update = os.environ.get("BULWARK_UPDATE_SCREENSHOTS") == "1"
+    shot = SCREENSHOT if update else tmp_path / SCREENSHOT.name
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.read_bytes().startswith(PNG)
     assert problems == [], problems  # no CSP violation, no failed asset, no script error
 
 

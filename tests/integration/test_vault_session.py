@@ -3,71 +3,19 @@ max TTL, and Vault going away (at start-up, and later) behind a TCP gate we cont
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import hvac
 import pytest
 
 from bulwark_common.settings import VaultConfig
 from bulwark_common.vault import Vault, VaultUnavailable
+from bulwark_devstack.gate import Gate
 from bulwark_devstack.vault_testing import VaultStack, VaultStackFactory
-
-
-class Gate:
-    """A loopback TCP forwarder to Vault that can be shut, cutting live connections too."""
-
-    def __init__(self, target: str) -> None:
-        parts = urlsplit(target)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 8200)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.is_open = threading.Event()
-        self.live: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            if not self.is_open.is_set():
-                conn.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.live += [conn, upstream]
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def open(self) -> None:
-        self.is_open.set()
-
-    def shut(self) -> None:
-        self.is_open.clear()
-        for s in self.live:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        self.live.clear()
-
-    def stop(self) -> None:
-        self.shut()
-        self.server.close()
 
 
 @pytest.fixture

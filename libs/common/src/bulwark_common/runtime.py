@@ -93,6 +93,11 @@ class Runtime:
         if self.vault is not None and (reason := self.vault.readiness()):
             raise RuntimeError(reason)
 
+    def vault_warnings(self) -> list[str]:
+        """Renewals failing while what they renew still serves: not a reason to be unready,
+        but what an operator wants to see before it becomes one."""
+        return [] if self.vault is None else self.vault.warnings()
+
     def close(self) -> None:
         if self.vault is not None:
             self.vault.close()

@@ -42,7 +42,11 @@ async def readyz_details(request: Request) -> Any:
     backends: Backends = request.app.state.public.state.backends
     checks = await backends.readiness()
     down = [name for name, state in checks.items() if state != "ok"]
-    body = {"status": "unavailable" if down else "ok", "checks": checks}
+    body = {
+        "status": "unavailable" if down else "ok",
+        "checks": checks,
+        "warnings": backends.runtime.vault_warnings(),
+    }
     return JSONResponse(body, status_code=503 if down else 200)
 
 

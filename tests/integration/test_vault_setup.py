@@ -56,3 +56,13 @@ def test_setup_is_posix_sh() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_approle_secret_ids_expire(vault_stack: VaultStack) -> None:
+    """A secret id is a login credential: it expires (720 h by default), never lives forever."""
+    root = hvac.Client(url=vault_stack.server.addr, token=vault_stack.server.root_token)
+    for ident in devvault.IDENTITIES:
+        role = root.read(f"auth/approle/role/{vault_stack.prefix}-{ident}")["data"]
+        assert role["secret_id_ttl"] == 720 * 3600, (ident, role["secret_id_ttl"])
+        issued = root.auth.approle.generate_secret_id(f"{vault_stack.prefix}-{ident}")
+        assert 0 < issued["data"]["secret_id_ttl"] <= 720 * 3600

@@ -29,6 +29,8 @@
 #   BULWARK_SETUP_TOKEN_TTL / _TOKEN_MAX_TTL   service tokens (default 1h / 24h)
 #   BULWARK_SETUP_DB_TTL / _DB_MAX_TTL         DB and Redis credentials (default 1h / 24h)
 #   BULWARK_SETUP_CERT_MAX_TTL                 service certificates (default 24h)
+#   BULWARK_SETUP_SECRET_ID_TTL                AppRole secret ids (default 720h; 0 = never
+#                                              expire, which a leaked id would then share)
 set -eu
 
 : "${VAULT_ADDR:?VAULT_ADDR is required}"
@@ -48,6 +50,7 @@ TOKEN_MAX_TTL=${BULWARK_SETUP_TOKEN_MAX_TTL:-24h}
 DB_TTL=${BULWARK_SETUP_DB_TTL:-1h}
 DB_MAX_TTL=${BULWARK_SETUP_DB_MAX_TTL:-24h}
 CERT_MAX_TTL=${BULWARK_SETUP_CERT_MAX_TTL:-24h}
+SECRET_ID_TTL=${BULWARK_SETUP_SECRET_ID_TTL:-720h}
 REDIS_PREFIX=${BULWARK_REDIS_PREFIX:-bulwark:}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SERVICES="users auth api"
@@ -92,7 +95,7 @@ policy() { # name file
 
 login_roles() { # name: the AppRole and the Kubernetes role of one identity, policy = name
   bao write "auth/approle/role/$1" token_policies="$1" token_ttl="$TOKEN_TTL" \
-    token_max_ttl="$TOKEN_MAX_TTL" secret_id_ttl=0 secret_id_num_uses=0
+    token_max_ttl="$TOKEN_MAX_TTL" secret_id_ttl="$SECRET_ID_TTL" secret_id_num_uses=0
   bao write "auth/kubernetes/role/$1" bound_service_account_names="$1" \
     bound_service_account_namespaces="$NS" audience=vault token_policies="$1" \
     token_ttl="$TOKEN_TTL" token_max_ttl="$TOKEN_MAX_TTL"

@@ -18,8 +18,14 @@ uv: ## install uv into .tools/ when it is not on PATH
 	    echo "error: could not install uv. Install it yourself: https://docs.astral.sh/uv/ (pip install uv)"; exit 1; }; \
 	fi
 
-sync: uv ## create .venv from uv.lock
+sync: uv ## create .venv from uv.lock, with bytecode
 	@$(UV) sync --frozen --all-packages --quiet
+	@# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set (this CI's environment) every
+	@# service start would compile its imports again (api: 7.4 s instead of 2.6 s). Some
+	@# packages ship files that do not compile (templates, py2 samples): not an error here.
+	@if [ ! .venv/.bytecode -nt uv.lock ]; then \
+	  .venv/bin/python -m compileall -q -j 0 .venv/lib >/dev/null 2>&1; touch .venv/.bytecode; fi
+	@.venv/bin/python -m compileall -q libs/common/src services/*/src tools/devstack/src >/dev/null
 
 dev: sync ## run users, auth and api in the foreground (Ctrl-C stops all)
 	@$(UV) run --frozen bulwark-dev

@@ -4,7 +4,9 @@
   (after warm-up) above 1.5x that of the first third plus 20 ms, *and* the p99 of
   successive windows rising together with time (Spearman rank correlation >= 0.7). A leak
   or a growing queue shows both; a neighbour's burst on this shared machine shows only the
-  first (a hump, not a trend);
+  first (a hump, not a trend). A neighbour's load that starts and stays shows both, so the
+  1.5x is scaled by how much slower the machine itself got between the thirds (a fixed
+  piece of work timed beside the load, `MachineProbe`): judged as a ratio within the run;
 - zero 5xx (and no request without an answer);
 - zero ERROR log lines from the services during the soak."""
 
@@ -128,7 +130,20 @@ def rank_correlation(xs: list[float], ys: list[float]) -> float:
         return 0.0
 
 
-def p99_trend(records: list[Record], op: str, t0: float, t1: float, width: float) -> Verdict:
+def machine_slowdown(probes: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """How much slower the fixed work ran in the last third than in the first (median; 1.0
+    with too few probes to say)."""
+    third = (t1 - t0) / 3
+    first = [s for t, s in probes if t0 <= t < t0 + third]
+    last = [s for t, s in probes if t >= t1 - third]
+    if min(len(first), len(last)) < 10:
+        return 1.0
+    return statistics.median(last) / statistics.median(first)
+
+
+def p99_trend(
+    records: list[Record], op: str, t0: float, t1: float, width: float, slowdown: float = 1.0
+) -> Verdict:
     mine = [r for r in records if r.op == op]
     third = (t1 - t0) / 3
     first = sorted(r.end - r.start for r in mine if r.start < t0 + third)
@@ -143,8 +158,12 @@ def p99_trend(records: list[Record], op: str, t0: float, t1: float, width: float
     rho = rank_correlation(
         [float(i) for i in idx], [percentile(sorted(windows[i]), 99) for i in idx]
     )
-    rising = b > P99_FACTOR * a + P99_SLACK_S and rho >= TREND_CORRELATION
-    detail = f"first third {a * 1000:.0f} ms, last third {b * 1000:.0f} ms, rank corr. {rho:+.2f}"
+    # Only ever looser: a machine that got faster does not tighten the target.
+    rising = b > P99_FACTOR * max(1.0, slowdown) * a + P99_SLACK_S and rho >= TREND_CORRELATION
+    detail = (
+        f"first third {a * 1000:.0f} ms, last third {b * 1000:.0f} ms, rank corr. {rho:+.2f}, "
+        f"machine x{slowdown:.2f}"
+    )
     return Verdict(f"p99 {op}", not rising, detail)
 
 
@@ -155,6 +174,7 @@ def evaluate(
     warmup: float,
     error_lines: int,
     window: float,
+    probes: list[tuple[float, float]] | None = None,
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for svc in sorted({s.service for s in samples}):
@@ -171,8 +191,9 @@ def evaluate(
     steady = [r for r in records if r.start - began >= warmup]
     if steady:
         t0, t1 = min(r.start for r in steady), max(r.start for r in steady)
+        slowdown = machine_slowdown(probes or [], t0, t1)
         for op in sorted({r.op for r in steady}):
-            verdicts.append(p99_trend(steady, op, t0, t1, window))
+            verdicts.append(p99_trend(steady, op, t0, t1, window, slowdown))
     fives = sum(1 for r in records if r.status >= 500 or r.status == 0)
     verdicts.append(Verdict("zero 5xx", fives == 0, f"{fives} of {len(records)} requests"))
     verdicts.append(Verdict("zero ERROR log lines", error_lines == 0, f"{error_lines} lines"))

@@ -18,7 +18,7 @@ from typing import Any
 from bulwark_devstack.faults.harness import OwnedStack, owned_stack
 from bulwark_devstack.faults.load import MixedLoad
 from bulwark_devstack.soak import report
-from bulwark_devstack.soak.sampler import Sampler
+from bulwark_devstack.soak.sampler import MachineProbe, Sampler
 
 LOAD_FRACTION = 0.6
 
@@ -67,11 +67,12 @@ async def soak(owned: OwnedStack, plan: Plan, out: Path) -> dict[str, Any]:
     began = time.monotonic()
     runner = asyncio.create_task(load.run())
     end = began + plan.minutes * 60
-    while (now := time.monotonic()) < end:
-        await asyncio.sleep(min(plan.sample_every_s, end - now))
-        await asyncio.to_thread(sampler.sample)
-    load.stop()
-    await runner
+    with MachineProbe() as machine:
+        while (now := time.monotonic()) < end:
+            await asyncio.sleep(min(plan.sample_every_s, end - now))
+            await asyncio.to_thread(sampler.sample)
+        load.stop()
+        await runner
     await load.close()
 
     errors = _error_lines(owned.log_dir, offsets)
@@ -82,7 +83,13 @@ async def soak(owned: OwnedStack, plan: Plan, out: Path) -> dict[str, Any]:
     title = f"{plan.minutes:g} min at {rate:.0f} req/s (60 % of {capacity:.0f})"
     plots = report.plot(out, sampler.samples, windows, title)
     verdicts = report.evaluate(
-        sampler.samples, load.records, began, plan.warmup_s, len(errors), plan.window_s
+        sampler.samples,
+        load.records,
+        began,
+        plan.warmup_s,
+        len(errors),
+        plan.window_s,
+        machine.samples,
     )
     summary = {
         "minutes": plan.minutes,

@@ -3,7 +3,9 @@ descriptors), and their PostgreSQL connections (pg_stat_activity per database)."
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -80,3 +82,32 @@ class Sampler:
             )
         self.samples.extend(out)
         return out
+
+
+PROBE_DATA = bytes(1 << 20)  # hashing it is ~1 ms of one core (hashlib lets go of the GIL)
+
+
+class MachineProbe:
+    """Times a fixed piece of CPU work every `every` seconds in its own thread: the speed of
+    this shared VM as a process here sees it. The soak's own load is steady, so a change
+    between the thirds of a run is a neighbour's (or the host's), not the services'."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every = every
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="machine-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            start = time.perf_counter()
+            hashlib.sha256(PROBE_DATA).digest()
+            self.samples.append((time.monotonic(), time.perf_counter() - start))
+
+    def __enter__(self) -> MachineProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -137,7 +137,6 @@ class Server:
     port: int
     monitor: HealthMonitor
     services: list[str]
-    calls: ServerMetrics  # counts the main port's calls
     arrivals: _BuiltOnce  # sees every call on the main port as it arrives
     health_only: grpc.Server | None = None
     health_port: int | None = None
@@ -258,9 +257,8 @@ def build_server(
     `channelz_on_health_port`: grpc.channelz.v1 (per-server call counters, sockets) on the
     health-only port too, for operators and the replica checks; off unless asked for.
     `interceptors` (the service's own) run after the caller check."""
-    calls = ServerMetrics()
     chain: list[grpc.ServerInterceptor] = [
-        calls,  # first: refused and failed calls are counted too
+        ServerMetrics(),  # first: refused and failed calls are counted too
         server_interceptor(),  # type: ignore[no-untyped-call]
         deadlines.ServerDeadlines(),  # what is left of the caller's deadline, for our calls
     ]
@@ -289,7 +287,7 @@ def build_server(
         )
     creds = None if tls is None else server_credentials(tls)
     bound = _bind(server, f"{host}:{port}", name, creds)
-    built = Server(name, server, bound, monitor, services, calls, arrivals)
+    built = Server(name, server, bound, monitor, services, arrivals)
     if health_port is not None:
         # Its own server, so no other service is reachable without a certificate.
         built.health_only = grpc.server(

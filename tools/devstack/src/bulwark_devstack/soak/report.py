@@ -130,12 +130,21 @@ def rank_correlation(xs: list[float], ys: list[float]) -> float:
         return 0.0
 
 
+def thirds(
+    timed: list[tuple[float, float]], t0: float, t1: float
+) -> tuple[list[float], list[float]]:
+    """The values of (time, value) pairs timed in the first and in the last third of [t0, t1]
+    (the two parts every trend verdict compares)."""
+    third = (t1 - t0) / 3
+    first = [v for t, v in timed if t0 <= t < t0 + third]
+    last = [v for t, v in timed if t >= t1 - third]
+    return first, last
+
+
 def machine_slowdown(probes: list[tuple[float, float]], t0: float, t1: float) -> float:
     """How much slower the fixed work ran in the last third than in the first (median; 1.0
     with too few probes to say)."""
-    third = (t1 - t0) / 3
-    first = [s for t, s in probes if t0 <= t < t0 + third]
-    last = [s for t, s in probes if t >= t1 - third]
+    first, last = thirds(probes, t0, t1)
     if min(len(first), len(last)) < 10:
         return 1.0
     return statistics.median(last) / statistics.median(first)
@@ -145,12 +154,10 @@ def p99_trend(
     records: list[Record], op: str, t0: float, t1: float, width: float, slowdown: float = 1.0
 ) -> Verdict:
     mine = [r for r in records if r.op == op]
-    third = (t1 - t0) / 3
-    first = sorted(r.end - r.start for r in mine if r.start < t0 + third)
-    last = sorted(r.end - r.start for r in mine if r.start >= t1 - third)
+    first, last = thirds([(r.start, r.end - r.start) for r in mine], t0, t1)
     if min(len(first), len(last)) < 20:
         return Verdict(f"p99 {op}", True, "too few requests to judge")
-    a, b = percentile(first, 99), percentile(last, 99)
+    a, b = percentile(sorted(first), 99), percentile(sorted(last), 99)
     windows: dict[int, list[float]] = {}
     for r in mine:
         windows.setdefault(int((r.start - t0) // width), []).append(r.end - r.start)
